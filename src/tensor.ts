@@ -43,10 +43,10 @@ function buildF16Table(): Float32Array {
   return table;
 }
 
-/** Copies little-endian bytes into an aligned array (wire and file buffers are often unaligned). */
+/** Views little-endian bytes as u16, copying when unaligned (wire and file buffers often are; Buffer#slice would not copy). */
 function u16View(bytes: Uint8Array): Uint16Array {
   if (bytes.byteOffset % 2 === 0) return new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
-  return new Uint16Array(bytes.slice().buffer);
+  return new Uint16Array(new Uint8Array(bytes).buffer);
 }
 
 /** Decodes little-endian float32/float16/bfloat16 bytes into a fresh Float32Array. */
@@ -57,7 +57,7 @@ export function decodeFloats(dtype: FloatDtype, bytes: Uint8Array): Float32Array
   }
   switch (dtype) {
     case 'float32':
-      return new Float32Array(bytes.slice().buffer);
+      return new Float32Array(new Uint8Array(bytes).buffer);
     case 'float16': {
       const halves = u16View(bytes);
       const out = new Float32Array(halves.length);
