@@ -1,0 +1,104 @@
+import type { NetworkGraph } from './networks/network.ts';
+import type { Tensor4 } from './tensor.ts';
+
+/**
+ * Runs a fully convolutional network on a large input in overlapping tiles. Each tile carries a
+ * margin wider than the network's receptive field, and only its core is kept, so the stitched
+ * result equals the untiled one while peak memory follows the tile size, not the input size.
+ */
+
+type Run = (input: Tensor4) => Promise<Tensor4>;
+type Geometry = Pick<NetworkGraph, 'factor' | 'inputRadius' | 'outputRadius'>;
+
+/**
+ * Tile starts must be multiples of q, where factor = p / q: a nearest resize maps output o to
+ * input floor(o / factor), which commutes with a shift of the input only by such whole steps.
+ */
+export function alignmentOf(factor: number): number {
+  for (let q = 1; q <= 64; q++) {
+    if (Math.abs(factor * q - Math.round(factor * q)) < 1e-9) return q;
+  }
+  return 64;
+}
+
+function roundUp(value: number, step: number): number {
+  return Math.ceil(value / step) * step;
+}
+
+interface Span {
+  /** Input range of the tile, margin included. */
+  readonly start: number;
+  readonly end: number;
+  /** Output range the tile contributes. */
+  readonly keepStart: number;
+  readonly keepEnd: number;
+}
+
+function spans(size: number, core: number, margin: number, factor: number): Span[] {
+  const out: Span[] = [];
+  for (let coreStart = 0; coreStart < size; coreStart += core) {
+    const coreEnd = Math.min(coreStart + core, size);
+    out.push({
+      start: Math.max(0, coreStart - margin),
+      end: Math.min(size, coreEnd + margin),
+      keepStart: Math.floor(coreStart * factor),
+      keepEnd: Math.floor(coreEnd * factor),
+    });
+  }
+  return out;
+}
+
+function crop(input: Tensor4, rows: Span, cols: Span): Tensor4 {
+  const [n, c, , w] = input.shape;
+  const height = rows.end - rows.start;
+  const width = cols.end - cols.start;
+  const out = new Float32Array(n * c * height * width);
+  const planeSize = input.shape[2] * w;
+  for (let plane = 0; plane < n * c; plane++) {
+    for (let y = 0; y < height; y++) {
+      const from = plane * planeSize + (rows.start + y) * w + cols.start;
+      out.set(input.data.subarray(from, from + width), (plane * height + y) * width);
+    }
+  }
+  return { shape: [n, c, height, width], data: out };
+}
+
+/**
+ * @param maxTileSide largest tile side, in output pixels, that one network run may produce.
+ */
+export async function runTiled(run: Run, geometry: Geometry, input: Tensor4, maxTileSide: number): Promise<Tensor4> {
+  const { factor } = geometry;
+  const [n, , height, width] = input.shape;
+  const maxInputSide = Math.floor(maxTileSide / factor);
+  if (height <= maxInputSide && width <= maxInputSide) return run(input);
+
+  const q = alignmentOf(factor);
+  const margin = roundUp(geometry.inputRadius + Math.ceil(geometry.outputRadius / factor) + 1, q);
+  // A tile must keep a core of at least one alignment step besides its two margins.
+  const core = Math.max(q, Math.floor((maxInputSide - 2 * margin) / q) * q);
+  const rowSpans = spans(height, core, margin, factor);
+  const colSpans = spans(width, core, margin, factor);
+
+  const outHeight = Math.floor(height * factor);
+  const outWidth = Math.floor(width * factor);
+  let output: Float32Array | undefined;
+  let channels = 0;
+  for (const rows of rowSpans) {
+    for (const cols of colSpans) {
+      const tile = await run(crop(input, rows, cols));
+      channels = tile.shape[1];
+      output ??= new Float32Array(n * channels * outHeight * outWidth);
+      const [, , tileHeight, tileWidth] = tile.shape;
+      const offsetY = rows.keepStart - rows.start * factor;
+      const offsetX = cols.keepStart - cols.start * factor;
+      const keepWidth = cols.keepEnd - cols.keepStart;
+      for (let plane = 0; plane < n * channels; plane++) {
+        for (let y = rows.keepStart; y < rows.keepEnd; y++) {
+          const from = (plane * tileHeight + (y - rows.keepStart + offsetY)) * tileWidth + offsetX;
+          output.set(tile.data.subarray(from, from + keepWidth), (plane * outHeight + y) * outWidth + cols.keepStart);
+        }
+      }
+    }
+  }
+  return { shape: [n, channels, outHeight, outWidth], data: output as Float32Array };
+}
