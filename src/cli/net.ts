@@ -1,0 +1,58 @@
+import { BridgeError } from '../errors.ts';
+import { buildNetwork, ARCHITECTURES, type Architecture } from '../networks/network.ts';
+import { readSafetensors } from '../safetensors.ts';
+import { runTiled } from '../tiling.ts';
+import { DEFAULT_TILE_SIZE } from '../engine.ts';
+import { createRuntime, parseFiles } from './engine-setup.ts';
+import { readLatentFile, writeLatentFile } from './latent-file.ts';
+import type { Command } from './main.ts';
+
+const usage = `usage: latent-bridge net --arch interposer|upscaler --weights FILE --factor F [options] IN OUT
+
+Runs one network on raw values, exactly as the original PyTorch module would, for people
+training their own weights. No family, no model-space conversion.
+
+  --arch A            ${ARCHITECTURES.join('|')} (city96 interposer v4 / upscaler v2 layouts)
+  --weights FILE      the network's state dict as .safetensors (F32, F16 or BF16)
+  --factor F          the spatial factor the network was trained with (it is not in the weights)
+  --tensor NAME       the input tensor to read (default: the file's only tensor)
+  --device D          auto|cuda|webgpu|cpu (default auto)`;
+
+function isArchitecture(value: unknown): value is Architecture {
+  return typeof value === 'string' && (ARCHITECTURES as readonly string[]).includes(value);
+}
+
+export const command: Command = {
+  summary: 'run an interposer or upscaler network on raw latent values',
+  usage,
+  async run(args) {
+    const { values, input, output } = parseFiles(
+      args,
+      {
+        arch: { type: 'string' },
+        weights: { type: 'string' },
+        factor: { type: 'string' },
+        tensor: { type: 'string' },
+        device: { type: 'string' },
+      },
+      usage,
+    );
+    if (!isArchitecture(values.arch)) throw new BridgeError('bad_request', `--arch must be one of ${ARCHITECTURES.join(', ')}`);
+    if (values.weights === undefined) throw new BridgeError('bad_request', '--weights FILE is required');
+    const factor = Number(values.factor);
+    if (values.factor === undefined || !(factor > 0) || !Number.isFinite(factor)) {
+      throw new BridgeError('bad_request', `--factor must be a positive number, got ${values.factor ?? 'nothing'}`);
+    }
+    const graph = buildNetwork(values.arch, await readSafetensors(values.weights), factor, values.weights);
+    const latent = await readLatentFile(input, values.tensor);
+    if (latent.shape[1] !== graph.inChannels) {
+      throw new BridgeError('bad_tensor', `${graph.description} takes ${graph.inChannels} channels, but the input has ${latent.shape[1]}`);
+    }
+    const runtime = await createRuntime(values.device);
+    const network = await runtime.load(graph);
+    const result = await runTiled((tile) => network.run(tile), graph, latent, DEFAULT_TILE_SIZE);
+    await writeLatentFile(output, result, { network: graph.description });
+    console.error(`${graph.description} on ${runtime.device}: [${latent.shape.join(', ')}] -> [${result.shape.join(', ')}]`);
+    return 0;
+  },
+};
