@@ -64,7 +64,8 @@ function crop(input: Tensor4, rows: Span, cols: Span): Tensor4 {
 }
 
 /**
- * @param maxTileSide largest tile side, in output pixels, that one network run may produce.
+ * @param maxTileSide largest tile side, in output pixels, that one network run should produce; a
+ *   tile is never narrower than three margins, even if that exceeds it.
  */
 export async function runTiled(run: Run, geometry: Geometry, input: Tensor4, maxTileSide: number): Promise<Tensor4> {
   const { factor } = geometry;
@@ -74,8 +75,8 @@ export async function runTiled(run: Run, geometry: Geometry, input: Tensor4, max
 
   const q = alignmentOf(factor);
   const margin = roundUp(geometry.inputRadius + Math.ceil(geometry.outputRadius / factor) + 1, q);
-  // A tile must keep a core of at least one alignment step besides its two margins.
-  const core = Math.max(q, Math.floor((maxInputSide - 2 * margin) / q) * q);
+  // Below a core as wide as a margin, tiles would mostly recompute each other's margins.
+  const core = Math.max(margin, Math.floor((maxInputSide - 2 * margin) / q) * q);
   const rowSpans = spans(height, core, margin, factor);
   const colSpans = spans(width, core, margin, factor);
 
