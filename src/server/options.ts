@@ -1,0 +1,60 @@
+import type { InferenceEngine, ServerIdentity } from './operations.ts';
+
+export const DEFAULT_HOST = '127.0.0.1';
+export const DEFAULT_PORT = 7877;
+
+/** Bounds that keep memory and CPU finite whatever clients send. */
+export interface ServerLimits {
+  /** Largest WebSocket message in bytes; a bigger one closes that connection (code 1009). */
+  readonly maxPayload: number;
+  /** Largest element count of any tensor received or produced. */
+  readonly maxElements: number;
+  /** Largest height or width, in latent pixels, of a requested size. */
+  readonly maxSide: number;
+  /** Inference requests one connection may have queued or running; more are answered `busy`. */
+  readonly maxJobsPerClient: number;
+  /** Inference requests waiting across all connections; more are answered `busy`. */
+  readonly maxQueue: number;
+  /** Inference requests run at the same time. */
+  readonly concurrency: number;
+  /** Open WebSocket connections; further upgrades get HTTP 503. */
+  readonly maxConnections: number;
+  /** Reply bytes a client may leave unread before the server stops reading its requests. */
+  readonly maxClientBuffer: number;
+  /** Bytes a viewer may leave unread before previews to it are skipped. */
+  readonly maxViewerBuffer: number;
+  /** Preview jobs the viewer hub remembers (running and finished). */
+  readonly maxPreviewJobs: number;
+  /** Refuse latents holding NaN or infinity in upscale, interpose and hires. */
+  readonly checkFinite: boolean;
+}
+
+export const DEFAULT_LIMITS: ServerLimits = {
+  maxPayload: 64 * 1024 * 1024,
+  maxElements: 16 * 1024 * 1024,
+  maxSide: 1024,
+  maxJobsPerClient: 4,
+  maxQueue: 64,
+  concurrency: 1,
+  maxConnections: 32,
+  maxClientBuffer: 16 * 1024 * 1024,
+  maxViewerBuffer: 2 * 1024 * 1024,
+  maxPreviewJobs: 32,
+  checkFinite: true,
+};
+
+export interface ServerOptions {
+  readonly host: string;
+  /** 0 picks a free port. */
+  readonly port: number;
+  /** Required unless `host` is a loopback address. */
+  readonly token?: string;
+  readonly limits: ServerLimits;
+  readonly engine: InferenceEngine;
+  readonly identity: ServerIdentity;
+  /** Status of every known network: available, where from, or why not. */
+  readonly listModels: () => Promise<readonly object[]>;
+  /** A running job with no preview for this long is shown as finished. */
+  readonly previewIdleMs?: number;
+  readonly log?: (line: string) => void;
+}

@@ -1,0 +1,175 @@
+import { FAMILIES, type FamilyName } from '../families.ts';
+import type { RgbImage } from '../preview.ts';
+import { encodeMessage } from '../protocol/codec.ts';
+import type { Metrics } from './metrics.ts';
+
+/** What a viewer is told about a job, in every push and in the `watch` snapshot. */
+export interface JobInfo {
+  /** Unique per server: the sending connection and the client's job name. */
+  readonly key: string;
+  readonly job: string;
+  readonly client: string;
+  readonly family: FamilyName;
+  readonly step: number | null;
+  readonly total: number | null;
+  /** Shape of the latent the preview was drawn from: [batch, channels, height, width]. */
+  readonly shape: readonly number[];
+  /** [height, width] in image pixels of the generation the latent decodes to. */
+  readonly size: readonly [number, number];
+  readonly state: 'running' | 'finished';
+  /** Milliseconds since the Unix epoch of the last preview or state change. */
+  readonly updated: number;
+}
+
+export interface PublishedPreview {
+  readonly owner: number;
+  readonly client: string;
+  readonly job: string;
+  readonly family: FamilyName;
+  readonly step?: number;
+  readonly total?: number;
+  readonly shape: readonly number[];
+  readonly image: RgbImage;
+}
+
+/** The part of a WebSocket the hub uses, so that a viewer is anything with a send buffer. */
+export interface ViewerSocket {
+  readonly bufferedAmount: number;
+  send(data: Buffer, callback: (error?: Error) => void): void;
+}
+
+export interface ViewerHubOptions {
+  /** Jobs kept (running and finished); the oldest finished job goes first. */
+  readonly maxJobs: number;
+  /** A running job with no preview for this long is shown as finished (its client stalled). */
+  readonly idleMs: number;
+  /** Bytes a viewer may have unsent before it is skipped; it gets the latest image once it catches up. */
+  readonly maxViewerBuffer: number;
+}
+
+interface JobRecord {
+  readonly owner: number;
+  info: JobInfo;
+  image: RgbImage;
+}
+
+interface Viewer {
+  readonly socket: ViewerSocket;
+  /** Jobs whose latest push this viewer missed because it was slow. */
+  readonly stale: Set<string>;
+}
+
+/** Keeps the latest preview of each job and pushes every new one to the browsers watching. */
+export class ViewerHub {
+  readonly #options: ViewerHubOptions;
+  readonly #metrics: Metrics;
+  readonly #jobs = new Map<string, JobRecord>();
+  readonly #viewers = new Set<Viewer>();
+
+  constructor(options: ViewerHubOptions, metrics: Metrics) {
+    this.#options = options;
+    this.#metrics = metrics;
+  }
+
+  get viewerCount(): number {
+    return this.#viewers.size;
+  }
+
+  get jobCount(): number {
+    return this.#jobs.size;
+  }
+
+  /** Adds a viewer and returns every job's latest state and image for its `watch` reply. */
+  watch(socket: ViewerSocket): { job: JobInfo; image: RgbImage }[] {
+    if (![...this.#viewers].some((v) => v.socket === socket)) this.#viewers.add({ socket, stale: new Set() });
+    return [...this.#jobs.values()].map((record) => ({ job: record.info, image: record.image }));
+  }
+
+  unwatch(socket: ViewerSocket): void {
+    for (const viewer of this.#viewers) if (viewer.socket === socket) this.#viewers.delete(viewer);
+  }
+
+  publish(preview: PublishedPreview): void {
+    const key = `${preview.owner}/${preview.job}`;
+    const finished = preview.step !== undefined && preview.total !== undefined && preview.step >= preview.total;
+    const info: JobInfo = {
+      key,
+      job: preview.job,
+      client: preview.client,
+      family: preview.family,
+      step: preview.step ?? null,
+      total: preview.total ?? null,
+      shape: [...preview.shape],
+      size: [preview.shape[2] * FAMILIES[preview.family].downscale, preview.shape[3] * FAMILIES[preview.family].downscale],
+      state: finished ? 'finished' : 'running',
+      updated: Date.now(),
+    };
+    const existing = this.#jobs.get(key);
+    if (existing === undefined) {
+      this.#makeRoom();
+      this.#jobs.set(key, { owner: preview.owner, info, image: preview.image });
+    } else {
+      existing.info = info;
+      existing.image = preview.image;
+    }
+    this.#broadcast(key, encodeMessage({ event: 'preview', job: info, image: preview.image }));
+  }
+
+  /** Marks the jobs of a closed connection finished: their last image stays on show. */
+  finishOwner(owner: number): void {
+    for (const record of this.#jobs.values()) {
+      if (record.owner === owner) this.#finish(record);
+    }
+  }
+
+  /** Marks running jobs finished that have had no preview for `idleMs`. */
+  sweep(now = Date.now()): void {
+    for (const record of this.#jobs.values()) {
+      if (record.info.state === 'running' && now - record.info.updated >= this.#options.idleMs) this.#finish(record);
+    }
+  }
+
+  #finish(record: JobRecord): void {
+    if (record.info.state === 'finished') return;
+    record.info = { ...record.info, state: 'finished', updated: Date.now() };
+    this.#broadcast(record.info.key, encodeMessage({ event: 'job', job: record.info }));
+  }
+
+  #makeRoom(): void {
+    while (this.#jobs.size >= this.#options.maxJobs) {
+      const records = [...this.#jobs.values()];
+      const finished = records.filter((r) => r.info.state === 'finished');
+      const pool = finished.length > 0 ? finished : records;
+      const oldest = pool.reduce((a, b) => (b.info.updated < a.info.updated ? b : a));
+      this.#jobs.delete(oldest.info.key);
+      this.#broadcast(oldest.info.key, encodeMessage({ event: 'remove', key: oldest.info.key }));
+    }
+  }
+
+  #broadcast(key: string, frame: Buffer): void {
+    for (const viewer of this.#viewers) this.#push(viewer, key, frame);
+  }
+
+  #push(viewer: Viewer, key: string, frame: Buffer): void {
+    if (viewer.socket.bufferedAmount > this.#options.maxViewerBuffer) {
+      viewer.stale.add(key);
+      this.#metrics.preview('viewer_slow');
+      return;
+    }
+    viewer.stale.delete(key);
+    this.#metrics.preview('pushed');
+    viewer.socket.send(frame, () => this.#catchUp(viewer));
+  }
+
+  /** After a send completes, gives a viewer that fell behind the current state of what it missed. */
+  #catchUp(viewer: Viewer): void {
+    if (viewer.stale.size === 0 || !this.#viewers.has(viewer) || viewer.socket.bufferedAmount > this.#options.maxViewerBuffer) return;
+    for (const key of [...viewer.stale]) {
+      const record = this.#jobs.get(key);
+      const frame = record
+        ? encodeMessage({ event: 'preview', job: record.info, image: record.image })
+        : encodeMessage({ event: 'remove', key });
+      this.#push(viewer, key, frame);
+    }
+  }
+}
