@@ -11,6 +11,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<{ command: Command }>>> = 
   net: () => import('./net.ts'),
   upscale: () => import('./upscale.ts'),
   interpose: () => import('./interpose.ts'),
+  models: () => import('./models.ts'),
   serve: () => import('./serve.ts'),
 };
 

@@ -1,0 +1,112 @@
+import { parseArgs } from 'node:util';
+import { BridgeError } from '../errors.ts';
+import { formatBytes } from '../store/download-progress.ts';
+import { MODEL_SPECS } from '../store/registry.ts';
+import { storeOptionsFromEnv } from '../store/store-options.ts';
+import { ModelStore, type ModelStatus, specsNamed } from '../store/store.ts';
+import type { Command } from './main.ts';
+
+const usage = `usage: latent-bridge models list [--json]
+       latent-bridge models pull NAME... | --all
+       latent-bridge models verify [NAME...] [--json]
+
+Shows, downloads and checks city96's interposer and upscaler weights. Lookup order: the
+--models folders, LATENT_BRIDGE_MODELS, the package's models/ folder (each flat or under
+v4.0/), the Hugging Face cache (HF_HUB_CACHE / HF_HOME, shared with Python tools), then a
+download from the hub (HF_ENDPOINT for a mirror, HF_TOKEN for a token) into that cache.
+
+  --models DIR        also look for weight files in DIR (repeatable)
+  --offline           never use the network (HF_HUB_OFFLINE=1 does the same)
+  --all               pull: every known model
+  --json              list/verify: print JSON instead of a table`;
+
+const OPTIONS = {
+  models: { type: 'string', multiple: true },
+  offline: { type: 'boolean' },
+  all: { type: 'boolean' },
+  json: { type: 'boolean' },
+} as const;
+
+function table(statuses: readonly ModelStatus[]): string {
+  const rows = statuses.map((s) => [
+    s.name,
+    s.present ? 'yes' : 'no',
+    s.present ? (s.verified ? 'yes' : 'no') : '-',
+    s.size !== undefined ? formatBytes(s.size) : '-',
+    s.source ?? '-',
+    s.path ?? '',
+    s.reason ?? '',
+  ]);
+  const header = ['MODEL', 'PRESENT', 'VERIFIED', 'SIZE', 'SOURCE'];
+  const widths = header.map((title, i) => Math.max(title.length, ...rows.map((row) => row[i].length)));
+  const line = (cells: string[]) => cells.map((cell, i) => cell.padEnd(widths[i])).join('  ');
+  const out = [line(header)];
+  for (const row of rows) {
+    out.push(line(row.slice(0, 5)));
+    if (row[5] !== '') out.push(`    ${row[5]}`);
+    if (row[6] !== '') out.push(`    ${row[6]}`);
+  }
+  return out.join('\n');
+}
+
+function whereItLooks(store: ModelStore): string {
+  const { modelDirs, cacheDir, hubUrl, offline } = store.options;
+  return [
+    `models folders: ${modelDirs.join(', ')}`,
+    `hub cache:      ${cacheDir}`,
+    `hub:            ${offline ? 'offline (no downloads)' : hubUrl}`,
+  ].join('\n');
+}
+
+export const command: Command = {
+  summary: 'list, download (pull) and verify the interposer and upscaler weights',
+  usage,
+  async run(args) {
+    const { values, positionals } = parseArgs({ args, options: OPTIONS, allowPositionals: true, strict: true });
+    const [action, ...names] = positionals;
+    const store = new ModelStore(storeOptionsFromEnv({ modelDirs: values.models, offline: values.offline }));
+
+    if (action === 'list') {
+      if (names.length > 0) throw new BridgeError('bad_request', `models list takes no names\n\n${usage}`);
+      const statuses = await store.list();
+      console.log(values.json === true ? JSON.stringify(statuses, null, 2) : `${table(statuses)}\n\n${whereItLooks(store)}`);
+      return 0;
+    }
+
+    if (action === 'pull') {
+      if ((values.all === true) === (names.length > 0)) throw new BridgeError('bad_request', `give model names or --all\n\n${usage}`);
+      const specs = values.all === true ? MODEL_SPECS : specsNamed(names);
+      let failed = 0;
+      for (const spec of specs) {
+        try {
+          const [status] = await store.pull([spec]);
+          console.log(`${spec.name}: ${status.path} (${status.source}${status.verified ? ', sha256 verified' : ''})`);
+        } catch (error) {
+          if (!(error instanceof BridgeError)) throw error;
+          failed += 1;
+          console.error(`${spec.name}: ${error.message}`);
+        }
+      }
+      if (failed > 0) console.error(`${failed} of ${specs.length} models could not be pulled`);
+      return failed > 0 ? 1 : 0;
+    }
+
+    if (action === 'verify') {
+      const results = await store.verify(names.length > 0 ? specsNamed(names) : MODEL_SPECS);
+      const mismatches = results.filter((r) => r.outcome === 'mismatch').length;
+      if (values.json === true) console.log(JSON.stringify(results.map((r) => ({ ...r.status, outcome: r.outcome })), null, 2));
+      else {
+        for (const { status, outcome } of results) {
+          if (outcome === 'absent') continue;
+          console.log(`${status.name}: ${outcome === 'verified' ? 'ok' : outcome}${status.reason !== undefined ? ` - ${status.reason}` : ''}`);
+          console.log(`    ${status.path}`);
+        }
+        const counts = (outcome: string) => results.filter((r) => r.outcome === outcome).length;
+        console.log(`${counts('verified')} verified, ${mismatches} damaged, ${counts('unchecked')} without a reference sha256, ${counts('absent')} not on disk`);
+      }
+      return mismatches > 0 ? 1 : 0;
+    }
+
+    throw new BridgeError('bad_request', action === undefined ? `say what to do: list, pull or verify\n\n${usage}` : `unknown action "${action}"\n\n${usage}`);
+  },
+};
