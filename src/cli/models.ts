@@ -28,25 +28,33 @@ const OPTIONS = {
 } as const;
 
 function table(statuses: readonly ModelStatus[]): string {
+  const header = ['MODEL', 'PRESENT', 'VERIFIED', 'SIZE', 'SOURCE', 'PATH'];
   const rows = statuses.map((s) => [
     s.name,
     s.present ? 'yes' : 'no',
     s.present ? (s.verified ? 'yes' : 'no') : '-',
     s.size !== undefined ? formatBytes(s.size) : '-',
     s.source ?? '-',
-    s.path ?? '',
-    s.reason ?? '',
+    s.path ?? '-',
   ]);
-  const header = ['MODEL', 'PRESENT', 'VERIFIED', 'SIZE', 'SOURCE'];
   const widths = header.map((title, i) => Math.max(title.length, ...rows.map((row) => row[i].length)));
-  const line = (cells: string[]) => cells.map((cell, i) => cell.padEnd(widths[i])).join('  ');
-  const out = [line(header)];
-  for (const row of rows) {
-    out.push(line(row.slice(0, 5)));
-    if (row[5] !== '') out.push(`    ${row[5]}`);
-    if (row[6] !== '') out.push(`    ${row[6]}`);
+  return [header, ...rows].map((cells) => cells.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd()).join('\n');
+}
+
+/** What to do next, once, instead of the same advice on every row. */
+function advice(store: ModelStore, statuses: readonly ModelStatus[]): string[] {
+  const lines: string[] = [];
+  const missing = statuses.filter((s) => !s.present).length;
+  if (missing > 0) {
+    lines.push(
+      store.options.offline
+        ? `${missing} of ${statuses.length} models are not on disk and downloads are off: copy the files into ${store.options.modelDirs[0]} (names in \`latent-bridge models list --json\`, see docs/models.md)`
+        : `${missing} of ${statuses.length} models are not on disk: \`latent-bridge models pull --all\` (or NAME...) downloads them`,
+    );
   }
-  return out.join('\n');
+  const unchecked = statuses.filter((s) => s.present && !s.verified).length;
+  if (unchecked > 0) lines.push(`${unchecked} present models are not verified yet: \`latent-bridge models verify\` checks their sha256`);
+  return lines;
 }
 
 function whereItLooks(store: ModelStore): string {
@@ -69,7 +77,7 @@ export const command: Command = {
     if (action === 'list') {
       if (names.length > 0) throw new BridgeError('bad_request', `models list takes no names\n\n${usage}`);
       const statuses = await store.list();
-      console.log(values.json === true ? JSON.stringify(statuses, null, 2) : `${table(statuses)}\n\n${whereItLooks(store)}`);
+      console.log(values.json === true ? JSON.stringify(statuses, null, 2) : [table(statuses), '', ...advice(store, statuses), whereItLooks(store)].join('\n'));
       return 0;
     }
 
