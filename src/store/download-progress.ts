@@ -41,7 +41,7 @@ export function barProgress(stream: NodeJS.WriteStream): ProgressReporter {
         {
           stream,
           hideCursor: true,
-          format: ' {bar} {percentage}% | {done}/{size} | {name}',
+          format: ' {name} {bar} {percentage}% | {done}/{size}',
         },
         cliProgress.Presets.shades_classic,
       );
