@@ -1,9 +1,9 @@
 import { parseArgs } from 'node:util';
 import { BridgeError } from '../errors.ts';
 import { formatBytes } from '../store/download-progress.ts';
-import { MODEL_SPECS } from '../store/registry.ts';
+import { MODEL_SPECS, specsNamed } from '../store/registry.ts';
 import { storeOptionsFromEnv } from '../store/store-options.ts';
-import { ModelStore, type ModelStatus, specsNamed } from '../store/store.ts';
+import { ModelStore, type ModelStatus } from '../store/store.ts';
 import type { Command } from './main.ts';
 
 const usage = `usage: latent-bridge models list [--json]

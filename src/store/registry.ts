@@ -103,3 +103,13 @@ export function hasUpscaler(family: FamilyName): boolean {
   return upscalerSpecs(family).length > 0;
 }
 
+/** The registry entries for the names a user typed; an unknown name is an error that lists the known ones. */
+export function specsNamed(names: readonly string[]): ModelSpec[] {
+  return names.map((name) => {
+    const spec = findModelSpec(name);
+    if (spec === undefined) {
+      throw new BridgeError('bad_request', `unknown model "${name}"; known models: ${MODEL_SPECS.map((s) => s.name).join(', ')}`);
+    }
+    return spec;
+  });
+}

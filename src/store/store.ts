@@ -7,7 +7,7 @@ import { sha256OfFile } from './file-digest.ts';
 import { HfCache, isMissing } from './hf-cache.ts';
 import { type HubAccess, type HubFile, describeHubFile, transferBlob } from './hub-download.ts';
 import { type FailureContext, hubFailure, isTransient } from './hub-failure.ts';
-import { MODEL_SPECS, type ModelKind, type ModelSpec, findModelSpec } from './registry.ts';
+import { MODEL_SPECS, type ModelKind, type ModelSpec } from './registry.ts';
 import { type ModelStoreOptions, type ResolvedStoreOptions, resolveStoreOptions } from './store-options.ts';
 import { VerificationRecord } from './verification-record.ts';
 
@@ -295,15 +295,4 @@ export class ModelStore implements ModelSource {
       outcome: 'mismatch',
     };
   }
-}
-
-/** The registry entries for the names a user typed; an unknown name is an error that lists the known ones. */
-export function specsNamed(names: readonly string[]): ModelSpec[] {
-  return names.map((name) => {
-    const spec = findModelSpec(name);
-    if (spec === undefined) {
-      throw new BridgeError('bad_request', `unknown model "${name}"; known models: ${MODEL_SPECS.map((s) => s.name).join(', ')}`);
-    }
-    return spec;
-  });
 }
