@@ -1,0 +1,37 @@
+import { parseArgs } from 'node:util';
+import { networksBench } from './networks.ts';
+import type { BenchGroup, BenchResult } from './types.ts';
+
+/**
+ * `npm run bench [-- --json] [-- --rounds N] [-- --only NAME]`: every speed target of the project,
+ * each measured side by side with its baseline in this one run. Prints a table; with --json the
+ * last line is `{"cases":[{"name","ms","baseline_ms","ratio",...}]}`.
+ */
+const GROUPS: Readonly<Record<string, BenchGroup>> = {
+  networks: networksBench,
+};
+
+const { values } = parseArgs({
+  options: { json: { type: 'boolean' }, rounds: { type: 'string' }, only: { type: 'string', multiple: true } },
+});
+const rounds = Number(values.rounds ?? 3);
+const selected = values.only ?? Object.keys(GROUPS);
+
+const results: BenchResult[] = [];
+for (const name of selected) {
+  const group = GROUPS[name];
+  if (group === undefined) throw new Error(`unknown bench group ${name}; known: ${Object.keys(GROUPS).join(', ')}`);
+  console.error(`running ${name} (${rounds} rounds)...`);
+  results.push(...(await group({ rounds })));
+}
+
+const table = results.map((r) => ({
+  case: r.name,
+  ms: r.ms.toFixed(3),
+  'baseline ms': r.baseline_ms.toFixed(3),
+  ratio: r.ratio.toFixed(3),
+  target: r.target,
+  met: r.ok ? 'yes' : 'NO',
+}));
+console.table(table);
+if (values.json) console.log(JSON.stringify({ cases: results }));
