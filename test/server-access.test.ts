@@ -1,0 +1,96 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isLoopbackHost } from '../src/server/access.ts';
+import { startTestServer, TestClient, tryUpgrade, type TestServer } from './support/server-harness.ts';
+
+describe('loopback host names', () => {
+  it('knows what only this machine reaches', () => {
+    for (const host of ['127.0.0.1', '127.1.2.3', 'localhost', 'LOCALHOST', 'app.localhost', '::1', '[::1]', '::ffff:127.0.0.1']) expect(isLoopbackHost(host)).toBe(true);
+    for (const host of ['0.0.0.0', '::', '192.168.1.2', 'example.com', 'localhost.example.com', '10.0.0.1']) expect(isLoopbackHost(host)).toBe(false);
+  });
+});
+
+describe('without a token (loopback only)', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startTestServer({ models: [] });
+  });
+  afterAll(() => server.close());
+
+  it('accepts clients that send no Origin (Python, Node)', async () => {
+    expect(await tryUpgrade(server.wsUrl)).toEqual({ opened: true });
+  });
+
+  it("accepts the viewer page's own origin", async () => {
+    const origin = `http://127.0.0.1:${server.server.port}`;
+    expect(await tryUpgrade(server.wsUrl, { origin })).toEqual({ opened: true });
+    expect(await tryUpgrade(`ws://localhost:${server.server.port}/ws`, { origin: `http://localhost:${server.server.port}` })).toEqual({ opened: true });
+  });
+
+  it('refuses a cross-origin upgrade (a web page on another site)', async () => {
+    expect(await tryUpgrade(server.wsUrl, { origin: 'https://evil.example' })).toEqual({ opened: false, status: 403 });
+    expect(await tryUpgrade(server.wsUrl, { origin: `http://127.0.0.1:${server.server.port + 1}` })).toEqual({ opened: false, status: 403 });
+    expect(await tryUpgrade(server.wsUrl, { origin: 'null' })).toEqual({ opened: false, status: 403 });
+  });
+
+  it('refuses a Host that is not loopback (DNS rebinding), for WebSocket and HTTP', async () => {
+    const host = `rebind.example:${server.server.port}`;
+    expect(await tryUpgrade(server.wsUrl, { headers: { Host: host }, origin: `http://${host}` })).toEqual({ opened: false, status: 403 });
+    const response = await new Promise<number>((resolve) => {
+      import('node:http').then(({ get }) =>
+        get({ host: '127.0.0.1', port: server.server.port, path: '/healthz', headers: { Host: host } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        }),
+      );
+    });
+    expect(response).toBe(403);
+  });
+
+  it('counts refused upgrades in /metrics', async () => {
+    const metrics = await (await fetch(`${server.server.url}/metrics`)).text();
+    expect(Number(/^latent_bridge_rejected_upgrades_total (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(4);
+  });
+});
+
+describe('with a token', () => {
+  let server: TestServer;
+  const token = 's3cret-token';
+  beforeAll(async () => {
+    // Listening on every interface is only allowed because a token is set.
+    server = await startTestServer({ host: '0.0.0.0', token, models: [] });
+  });
+  afterAll(() => server.close());
+
+  it('refuses upgrades without the token or with a wrong one', async () => {
+    expect(await tryUpgrade(server.wsUrl)).toEqual({ opened: false, status: 401 });
+    expect(await tryUpgrade(server.wsUrl, { headers: { Authorization: 'Bearer wrong' } })).toEqual({ opened: false, status: 401 });
+    expect(await tryUpgrade(`${server.wsUrl}?token=wrong`)).toEqual({ opened: false, status: 401 });
+  });
+
+  it('accepts the token as a Bearer header or as ?token=', async () => {
+    const client = await TestClient.connect(server.wsUrl, { headers: { Authorization: `Bearer ${token}` } });
+    expect((await client.request({ op: 'hello', protocol: 1 })).ok).toBe(true);
+    client.close();
+    expect(await tryUpgrade(`${server.wsUrl}?token=${token}`)).toEqual({ opened: true });
+  });
+
+  it('still refuses a cross-origin page even with the token', async () => {
+    expect(await tryUpgrade(`${server.wsUrl}?token=${token}`, { origin: 'https://evil.example' })).toEqual({ opened: false, status: 403 });
+  });
+
+  it('guards the viewer page, /healthz and /metrics, but not the static assets', async () => {
+    const base = `http://127.0.0.1:${server.server.port}`;
+    for (const path of ['/', '/healthz', '/metrics']) {
+      expect((await fetch(`${base}${path}`)).status).toBe(401);
+      expect((await fetch(`${base}${path}?token=${token}`)).status).toBe(200);
+      expect((await fetch(`${base}${path}`, { headers: { Authorization: `Bearer ${token}` } })).status).toBe(200);
+    }
+    expect((await fetch(`${base}/viewer.js`)).status).toBe(200);
+  });
+});
+
+describe('refusing to start', () => {
+  it('will not listen off loopback without a token', async () => {
+    await expect(startTestServer({ host: '0.0.0.0', models: [] })).rejects.toMatchObject({ code: 'unauthorized', message: expect.stringMatching(/--token/) });
+  });
+});
