@@ -81,6 +81,15 @@ describe('model store lookup order', () => {
     expect(await store({ offline: true }).resolve(upscaler)).toBe(snapshot);
   });
 
+  it('recognises the same bytes cached under another commit by their sha256', async () => {
+    const otherCommit = 'abcdefabcdefabcdefabcdefabcdefabcdefabcd';
+    const snapshot = await pythonCacheFile(cache, upscaler, otherCommit, UPSCALER, 'main');
+    expect(upscaler.sha256).toMatch(/^[0-9a-f]{64}$/);
+    const pinned = { ...upscaler, sha256: sha256Hex(UPSCALER) };
+    expect(await store({ offline: true }).resolve(pinned)).toBe(snapshot);
+    await expect(store({ offline: true }).resolve({ ...upscaler, sha256: 'f'.repeat(64) })).rejects.toThrow(/downloads are off/);
+  });
+
   it('does not use a cached blob whose bytes no longer match its sha256 name', async () => {
     await pythonCacheFile(cache, interposer, PYTHON_COMMIT, V1_TO_V3, 'main');
     await writeFile(path.join(cache, 'models--city96--SD-Latent-Interposer', 'blobs', sha256Hex(V1_TO_V3)), Buffer.from('damaged'));

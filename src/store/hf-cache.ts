@@ -1,4 +1,4 @@
-import { copyFile, mkdir, readFile, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, readdir, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 /**
@@ -69,6 +69,27 @@ export class HfCache {
       throw error;
     }
     return { path: snapshot, commit, blobSha256: await this.#linkedBlob(snapshot) };
+  }
+
+  /**
+   * The file in any snapshot whose blob is `sha256`: the same bytes cached for another commit, e.g.
+   * by a tool that downloaded `main` when we pin an older commit of an unchanged file.
+   */
+  async findBlobInSnapshots(repo: string, filePath: string, sha256: string): Promise<CachedFile | undefined> {
+    let commits: string[];
+    try {
+      commits = (await readdir(path.join(this.repoFolder(repo), 'snapshots'))).filter((name) => COMMIT_HASH.test(name));
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      throw error;
+    }
+    for (const commit of commits) {
+      const snapshot = this.snapshotPath(repo, commit, filePath);
+      if ((await this.#linkedBlob(snapshot)) === sha256 && (await this.hasBlob(repo, sha256))) {
+        return { path: snapshot, commit, blobSha256: sha256 };
+      }
+    }
+    return undefined;
   }
 
   async #linkedBlob(snapshot: string): Promise<string | undefined> {

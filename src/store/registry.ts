@@ -21,6 +21,11 @@ export interface ModelSpec {
   readonly path: string;
   /** Base name of the file, as other tools store it in a flat folder. */
   readonly fileName: string;
+  /**
+   * sha256 other projects pin for the file, when known. Only used to recognise the same bytes in
+   * another snapshot of the Hugging Face cache (downloads are checked against what the hub reports).
+   */
+  readonly sha256?: string;
 }
 
 export const INTERPOSER_REPO = 'city96/SD-Latent-Interposer';
@@ -28,6 +33,15 @@ export const INTERPOSER_REVISION = 'main';
 export const UPSCALER_REPO = 'city96/SD-Latent-Upscaler';
 /** The revision other projects pin (efficiency-nodes, ersatzForge). */
 export const UPSCALER_REVISION = '99c65021fa947dfe3d71ec4e24793fe7533a3322';
+/** The sha256s efficiency-nodes pins for the upscaler files at that revision. */
+const UPSCALER_SHA256: Readonly<Record<string, string>> = {
+  'latent-upscaler-v2.1_SDv1-x1.25.safetensors': '13d41af7abb2b39b0c35742ac6d9e68137de933b188192bed9e00ff0f5dc6143',
+  'latent-upscaler-v2.1_SDv1-x1.5.safetensors': '5681a6263c97a7b0b3c5051229d4438b270cff5ed95891a984e98cd193896a57',
+  'latent-upscaler-v2.1_SDv1-x2.0.safetensors': '57ab5fe3429cafafe21aafe80c661ab2739ad837f58012a44e1f656670cd35f8',
+  'latent-upscaler-v2.1_SDxl-x1.25.safetensors': '331db5b11494d4a3dd66f569d8c9531eca2302f4de4d03688665a62cc6a327de',
+  'latent-upscaler-v2.1_SDxl-x1.5.safetensors': 'af84a4cc658069c46115bb28bd156a798289dd42f3dc72f1da6cf8bb0760aef2',
+  'latent-upscaler-v2.1_SDxl-x2.0.safetensors': 'cedf7806b0b27f883ae3c0d0466d63594d431fa5468d7ef41e55a1bffe38fe1e',
+};
 
 /** Interposer v4.0 was trained for these sources and targets; nothing converts into fx or ca. */
 export const INTERPOSER_SOURCES: readonly FamilyName[] = ['v1', 'xl', 'v3', 'fx', 'ca'];
@@ -66,6 +80,7 @@ function upscaler(family: FamilyName, factor: number): ModelSpec {
     revision: UPSCALER_REVISION,
     path: fileName,
     fileName,
+    sha256: UPSCALER_SHA256[fileName],
   };
 }
 

@@ -112,7 +112,10 @@ export class ModelStore implements ModelSource {
         if (stats !== undefined) return { path: candidate, source: 'models', stats };
       }
     }
-    const cached = await this.#cache.find(spec.repo, spec.revision, spec.path);
+    const knownSha256 = spec.sha256 ?? (await this.#record.digestFor(spec.name))?.sha256;
+    const cached =
+      (await this.#cache.find(spec.repo, spec.revision, spec.path)) ??
+      (knownSha256 !== undefined ? await this.#cache.findBlobInSnapshots(spec.repo, spec.path, knownSha256) : undefined);
     if (cached === undefined) return undefined;
     const stats = await statFile(cached.path);
     return stats === undefined ? undefined : { path: cached.path, source: 'hf-cache', stats, blobSha256: cached.blobSha256 };
