@@ -1,0 +1,161 @@
+"""Starting the sidecar with Node.js when the setting asks for it and nothing answers at the URL.
+
+`latent-bridge install-extension` records where Node and the sidecar are in `sidecar.json`
+beside this package (an extension linked from a checkout also finds `bin/latent-bridge.js`
+next to it). The sidecar is started on the host and port of the configured URL, only on
+this machine, and stopped when the webui exits. It is never started twice: a process that
+this module started and that still runs is waited for, not replaced.
+"""
+
+import atexit
+import json
+import logging
+import shutil
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from . import notices, settings
+
+logger = logging.getLogger("latent_bridge")
+
+EXTENSION_DIR = Path(__file__).resolve().parent.parent
+LOCATION_FILE = EXTENSION_DIR / "sidecar.json"
+# The first start may compile networks; later ones take a second or two.
+HEALTH_WAIT = 60.0
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+# Loopback requests must not go through an HTTP proxy from the environment.
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+_lock = threading.Lock()
+_process = None
+_stop_registered = False
+
+
+def start_in_background():
+    """Checks for (and if needed starts) the sidecar without holding up the webui's startup."""
+    if settings.get(settings.AUTOSTART):
+        threading.Thread(target=ensure_running, name="latent-bridge autostart", daemon=True).start()
+
+
+def ensure_running(wait=HEALTH_WAIT):
+    """True once the sidecar at the configured URL answers /healthz, starting it if needed."""
+    global _process, _stop_registered
+    url = str(settings.get(settings.URL)).strip()
+    token = str(settings.get(settings.TOKEN)).strip() or None
+    endpoint = _local_endpoint(url)
+    if endpoint is None:
+        notices.warn_once("autostart", f"autostart only starts a sidecar on this machine (ws://127.0.0.1:PORT/ws), not at {url}")
+        return False
+    host, port = endpoint
+    if _healthy(host, port, token):
+        return True
+    with _lock:
+        if _process is None or _process.poll() is not None:
+            command = _command(host, port, token)
+            if command is None:
+                return False
+            logger.info("latent-bridge: starting the sidecar: %s", " ".join(_redact(command)))
+            try:
+                _process = subprocess.Popen(command, stdin=subprocess.DEVNULL, cwd=str(Path(command[1]).parent.parent))
+            except OSError as error:
+                notices.warn_once("autostart", f"could not start the sidecar ({error}); start it yourself with `latent-bridge serve`")
+                return False
+            if not _stop_registered:
+                atexit.register(stop)
+                _stop_registered = True
+        process = _process
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if _healthy(host, port, token):
+            logger.info("latent-bridge: the sidecar is up at %s", url)
+            notices.clear("autostart")
+            return True
+        if process.poll() is not None:
+            notices.warn_once("autostart", f"the sidecar exited with code {process.returncode} right after starting; see its messages above")
+            return False
+        time.sleep(0.2)
+    notices.warn_once("autostart", f"the sidecar did not answer http://{_netloc(host, port)}/healthz within {wait:g} s")
+    return False
+
+
+def stop():
+    """Stops the sidecar this module started, if it still runs."""
+    global _process
+    with _lock:
+        process, _process = _process, None
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _command(host, port, token):
+    location = _location()
+    entry = location.get("sidecar")
+    if not entry:
+        # Linked from a checkout: python-shim/ sits next to bin/.
+        candidate = EXTENSION_DIR.parent / "bin" / "latent-bridge.js"
+        entry = str(candidate) if candidate.is_file() else None
+    if entry is None or not Path(entry).is_file():
+        notices.warn_once(
+            "autostart",
+            "autostart does not know where the sidecar is: run `latent-bridge install-extension WEBUI_DIR` "
+            "from the latent-bridge folder, or start `latent-bridge serve` yourself",
+        )
+        return None
+    node = location.get("node")
+    if not node or not Path(node).is_file():
+        node = shutil.which("node")
+    if node is None:
+        notices.warn_once("autostart", "Node.js was not found (https://nodejs.org, version 20 or newer); the sidecar cannot be started")
+        return None
+    command = [node, entry, "serve", "--host", host, "--port", str(port)]
+    if token:
+        command += ["--token", token]
+    return command + [str(arg) for arg in location.get("serve_args", [])]
+
+
+def _location():
+    try:
+        data = json.loads(LOCATION_FILE.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _local_endpoint(url):
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "ws" or parts.hostname not in _LOOPBACK:
+        return None
+    try:
+        return parts.hostname, parts.port or 80
+    except ValueError:
+        return None
+
+
+def _netloc(host, port):
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _healthy(host, port, token):
+    request = urllib.request.Request(f"http://{_netloc(host, port)}/healthz")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with _opener.open(request, timeout=1.0) as response:
+            return response.status == 200
+    except (OSError, ValueError):
+        return False
+
+
+def _redact(command):
+    """The command line as logged: the token stays out of the console."""
+    return ["***" if i > 0 and command[i - 1] == "--token" else part for i, part in enumerate(command)]

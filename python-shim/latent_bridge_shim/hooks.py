@@ -1,0 +1,103 @@
+"""Where the extension hooks into the webui, and how every hook is taken out again.
+
+Functions are replaced through the webui's own `modules.patches`, which remembers originals
+across "Reload UI" (the `modules` package is never reloaded, the extension's script is). The
+script calls `install()` each time it is loaded and `uninstall()` from on_script_unloaded, so
+there is exactly one wrapper however often the UI is reloaded; `install()` also takes out a
+leftover patch first, in case an unload was missed.
+"""
+
+import functools
+
+from modules import patches, processing, sd_samplers_common, shared
+
+from . import hires, notices, previews
+
+KEY = "latent_bridge"
+
+_Txt2Img = processing.StableDiffusionProcessingTxt2Img
+
+
+def install():
+    _patch(_Txt2Img, "sample", _wrap_sample)
+    _patch(_Txt2Img, "sample_hr_pass", _wrap_sample_hr_pass)
+    _patch(sd_samplers_common, "store_latent", _wrap_store_latent)
+    _patch(sd_samplers_common, "samples_to_images_tensor", _wrap_samples_to_images_tensor)
+    # A latent upscale mode shows up in the hires upscaler list, the API and the X/Y/Z grid.
+    shared.latent_upscale_modes[hires.MODE_NAME] = hires.MODE
+    indexes = sd_samplers_common.approximation_indexes
+    if previews.METHOD not in indexes:
+        indexes[previews.METHOD] = max(indexes.values(), default=0) + 1
+    choices = _preview_choices()
+    if choices is not None and previews.METHOD not in choices:
+        choices.append(previews.METHOD)
+
+
+def uninstall():
+    for obj, field in ((_Txt2Img, "sample"), (_Txt2Img, "sample_hr_pass"), (sd_samplers_common, "store_latent"), (sd_samplers_common, "samples_to_images_tensor")):
+        if patches.original(KEY, obj, field) is not None:
+            patches.undo(KEY, obj, field)
+    shared.latent_upscale_modes.pop(hires.MODE_NAME, None)
+    sd_samplers_common.approximation_indexes.pop(previews.METHOD, None)
+    choices = _preview_choices()
+    if choices is not None and previews.METHOD in choices:
+        choices.remove(previews.METHOD)
+
+
+def _patch(obj, field, make_wrapper):
+    if patches.original(KEY, obj, field) is not None:
+        patches.undo(KEY, obj, field)
+    original = getattr(obj, field)
+    wrapper = functools.wraps(original)(make_wrapper(original))
+    patches.patch(KEY, obj, field, wrapper)
+
+
+def _preview_choices():
+    """The list behind the "Live preview method" radio, when the webui keeps it as a plain list."""
+    info = shared.opts.data_labels.get("show_progress_type")
+    args = getattr(info, "component_args", None)
+    choices = args.get("choices") if isinstance(args, dict) else None
+    return choices if isinstance(choices, list) else None
+
+
+def _wrap_sample(original):
+    def sample(self, *args, **kwargs):
+        hires.remember_first_pass_family(self)
+        return original(self, *args, **kwargs)
+
+    return sample
+
+
+def _wrap_sample_hr_pass(original):
+    def sample_hr_pass(self, samples, decoded_samples, *args, **kwargs):
+        return hires.sample_hr_pass(original, self, samples, decoded_samples, *args, **kwargs)
+
+    return sample_hr_pass
+
+
+def _wrap_store_latent(original):
+    def store_latent(decoded):
+        original(decoded)
+        try:
+            previews.send_step(decoded)
+        except Exception as error:  # a preview must never cost the image
+            notices.warn_once("internal:previews", f"per-step previews failed and are skipped: {error!r}")
+
+    return store_latent
+
+
+def _wrap_samples_to_images_tensor(original):
+    def samples_to_images_tensor(sample, approximation=None, *args, **kwargs):
+        own_index = sd_samplers_common.approximation_indexes.get(previews.METHOD)
+        if previews.wants_method(approximation, own_index):
+            try:
+                pictures = previews.images(sample)
+            except Exception as error:  # a preview must never cost the image
+                notices.warn_once("internal:method", f"the Latent bridge preview failed: {error!r}")
+                pictures = None
+            if pictures is not None:
+                return pictures
+            approximation = sd_samplers_common.approximation_indexes.get(previews.FALLBACK_METHOD, 2)
+        return original(sample, approximation, *args, **kwargs)
+
+    return samples_to_images_tensor

@@ -1,0 +1,117 @@
+"""Live previews from the sidecar.
+
+Two paths:
+- every step's x0 (what the webui hands to `store_latent`) is queued for the sidecar's viewer
+  without waiting: the sampler thread only puts a reference in a queue, the sender thread
+  copies, packs and sends it;
+- "Latent bridge" as the webui's own live preview method: `samples_to_images_tensor` asks the
+  sidecar for the picture when the webui decodes a preview (in an HTTP thread, or in the
+  sampler thread under --lowvram/--medvram), and falls back to "Approx cheap".
+"""
+
+import threading
+
+import numpy as np
+import torch
+from modules import shared
+
+from . import families, notices, settings, sidecar, wire
+from .client import SidecarError, SidecarTimeout, SidecarUnavailable
+
+METHOD = "Latent bridge"
+FALLBACK_METHOD = "Approx cheap"
+# A preview decode that takes longer than this is worth less than a cheap one now.
+PREVIEW_TIMEOUT = 2.0
+# The sidecar shows every preview it draws in its viewer; the ones the webui asks for get a
+# card of their own there, so they do not replace the per-step grid of the running job.
+MIRROR_JOB = "webui live preview"
+
+_steps_lock = threading.Lock()
+_current_job = None
+
+
+def send_step(latent):
+    """Queues one step's x0 for the viewer; called in the sampler thread, returns at once."""
+    if not settings.get(settings.PREVIEWS):
+        return
+    family = families.detect(shared.sd_model)
+    if family is None:
+        return
+    job, step, total = _next_step()
+    grid = bool(shared.opts.data.get("show_progress_grid", True))
+
+    def fields():
+        return {"latent": wire.encode(latent), "family": family, "job": job, "step": step, "total": total, "grid": grid, "noreply": True}
+
+    sidecar.client().post("preview", fields)
+
+
+def _next_step():
+    """(job, step, total) for the x0 being stored now; step counts the steps done, 1 to total.
+
+    The webui updates `state.sampling_step` after each step's model evaluation, so the x0 of
+    step i (from 0) arrives while it still says i-1, and 0 for both of the first two steps.
+    """
+    global _current_job
+    state = shared.state
+    job = _job_name(state)
+    total = max(int(getattr(state, "sampling_steps", 0) or 0), 1)
+    with _steps_lock:
+        if job != _current_job:
+            _current_job = job
+            return job, 1, total
+    return job, min(int(state.sampling_step) + 2, total), total
+
+
+def _job_name(state):
+    """One viewer card per sampling pass: the hires pass is a job of its own in the webui too."""
+    return f"{getattr(state, 'job', '') or 'webui'} {getattr(state, 'job_timestamp', '0')} #{int(getattr(state, 'job_no', 0)) + 1}"
+
+
+def wants_method(approximation, own_index):
+    """Whether a samples_to_images_tensor call is a live preview to be made by the sidecar."""
+    if approximation == own_index:
+        return True
+    if approximation is None or (shared.state.interrupted and shared.opts.data.get("live_preview_fast_interrupt", False)):
+        return shared.opts.data.get("show_progress_type") == METHOD
+    return False
+
+
+def images(sample):
+    """[-1, 1] RGB tensors [B, 3, H, W] for a batch of latents, or None (warned) when the sidecar cannot."""
+    family = families.detect(shared.sd_model)
+    if family is None:
+        notices.warn_once("family", f"cannot tell the latent family of the loaded checkpoint; live previews use {FALLBACK_METHOD}")
+        return None
+    timeout = min(PREVIEW_TIMEOUT, settings.timeout())
+    client = sidecar.client()
+    pictures = []
+    try:
+        for latent in sample:
+            fields = {"latent": wire.encode(latent.unsqueeze(0)), "family": family, "job": MIRROR_JOB}
+            reply = client.request("preview", fields, timeout)
+            if reply.get("superseded"):
+                # Another thread asked for the same card at the same moment; cheap will do this once.
+                return None
+            pictures.append(_picture(reply.get("image")))
+    except (SidecarUnavailable, SidecarTimeout) as error:
+        notices.warn_once("sidecar", f"{error}; live previews use {FALLBACK_METHOD}")
+        return None
+    except SidecarError as error:
+        notices.warn_once(f"error:{error.code}", f"the sidecar could not make a {family} preview: {error}; live previews use {FALLBACK_METHOD}")
+        return None
+    except wire.WireError as error:
+        notices.warn_once("reply", f"{error}; live previews use {FALLBACK_METHOD}")
+        return None
+    notices.clear("sidecar", "reply")
+    return torch.stack(pictures).to(sample.device)
+
+
+def _picture(image):
+    """The sidecar's RGB8 image as a [3, H, W] float tensor in [-1, 1], as the webui's decoders return."""
+    try:
+        width, height, data = int(image["width"]), int(image["height"]), image["data"]
+        pixels = np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3)
+    except (KeyError, TypeError, ValueError) as error:
+        raise wire.WireError(f"the sidecar sent an unreadable preview image ({error!r})") from error
+    return torch.from_numpy(pixels.copy()).permute(2, 0, 1).float() / 127.5 - 1.0

@@ -1,0 +1,88 @@
+"""city96's two networks in PyTorch, to check what the sidecar returns through the shim.
+
+Interposer v4 (`InterposerModel`) and latent upscaler v2 (`LatentUpscaler`), rebuilt from the
+key layout in shared/conformance/README.md and checked against its vectors (test_shim_reference.py).
+Both work on raw VAE latents; the webui holds model space (raw * scale).
+"""
+
+import json
+import struct
+
+import numpy as np
+import torch
+from torch import nn
+
+# Model space = raw * scale for the families the tests convert (no shift for v1/xl).
+SCALE = {"v1": 0.18215, "xl": 0.13025}
+
+_DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
+
+
+def load_safetensors(path):
+    with open(path, "rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(length))
+        body = f.read()
+    tensors = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = info["data_offsets"]
+        array = np.frombuffer(body[start:end], dtype=_DTYPES[info["dtype"]]).reshape(info["shape"])
+        tensors[name] = torch.from_numpy(array.copy())
+    return tensors
+
+
+class _Extract(nn.Module):
+    def __init__(self, ch_in, ch_out):
+        super().__init__()
+        self.join = nn.ReLU()
+        self.short = nn.Conv2d(ch_in, ch_out, 3, padding=1)
+        self.long = nn.Sequential(nn.Conv2d(ch_in, ch_out, 3, padding=1), nn.SiLU(), nn.Conv2d(ch_out, ch_out, 3, padding=1), nn.SiLU(), nn.Conv2d(ch_out, ch_out, 3, padding=1), nn.Dropout(0.1))
+
+    def forward(self, x):
+        return self.join(self.long(x) + self.short(x))
+
+
+class _Res(nn.Module):
+    def __init__(self, ch):
+        super().__init__()
+        self.join = nn.ReLU()
+        self.norm = nn.BatchNorm2d(ch)
+        self.long = nn.Sequential(nn.Conv2d(ch, ch, 3, padding=1), nn.SiLU(), nn.Conv2d(ch, ch, 3, padding=1), nn.SiLU(), nn.Conv2d(ch, ch, 3, padding=1), nn.Dropout(0.1))
+
+    def forward(self, x):
+        x = self.norm(x)
+        return self.join(self.long(x) + x)
+
+
+class Interposer(nn.Module):
+    def __init__(self, ch_in=4, ch_out=4, ch_mid=64, scale=1.0, blocks=12):
+        super().__init__()
+        self.head = _Extract(ch_in, ch_mid)
+        self.core = nn.Sequential(nn.Upsample(scale_factor=scale, mode="nearest"), *[_Res(ch_mid) for _ in range(blocks)], nn.BatchNorm2d(ch_mid), nn.SiLU())
+        self.tail = nn.Conv2d(ch_mid, ch_out, 3, padding=1)
+
+    def forward(self, x):
+        return self.tail(self.core(self.head(x)))
+
+
+class Upscaler(nn.Module):
+    def __init__(self, fac, depth=16):
+        super().__init__()
+        layers = [nn.Conv2d(4, 64, 3, padding=1), nn.ReLU(), nn.Upsample(scale_factor=fac, mode="nearest"), nn.ReLU()]
+        for _ in range(depth):
+            layers += [nn.Conv2d(64, 64, 3, padding=1), nn.ReLU()]
+        layers.append(nn.Conv2d(64, 4, 3, padding=1))
+        self.sequential = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.sequential(x)
+
+
+def build(case, weights_path):
+    """The network of one conformance manifest case, with its weights, in eval mode."""
+    config = case["config"]
+    net = Interposer(**config) if case["kind"] == "interposer" else Upscaler(**config)
+    net.load_state_dict(load_safetensors(weights_path))
+    return net.eval()

@@ -1,0 +1,1 @@
+"""The stand-in webui's modules package (never reloaded, as in the webui)."""
