@@ -16,7 +16,7 @@ let models: string;
 async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
     const { stdout, stderr } = await promisify(execFile)(process.execPath, [BIN, ...args], {
-      env: { ...process.env, HF_HUB_OFFLINE: '1', LATENT_BRIDGE_MODELS: '' },
+      env: { ...process.env, HF_HUB_OFFLINE: '1', LATENT_BRIDGE_MODELS: '', HF_HOME: path.join(work, 'hf'), HF_HUB_CACHE: '', HUGGINGFACE_HUB_CACHE: '', XDG_STATE_HOME: path.join(work, 'state') },
     });
     return { code: 0, stdout, stderr };
   } catch (error) {

@@ -12,13 +12,16 @@ import { conformanceCase, conformanceIO, countOutOfTolerance, seededData } from 
 import { makeModelsDir } from './support/models-dir.ts';
 
 let engine: Engine;
+/** Offline, with an empty cache of its own: only the stand-in files are ever found. */
+const isolatedStore = (dir: string) =>
+  new ModelStore({ modelDirs: [dir], offline: true, cacheDir: path.join(dir, '.hf-cache'), stateDir: path.join(dir, '.state') });
 let runtime: Runtime;
 let modelsDir: string;
 
 beforeAll(async () => {
   modelsDir = makeModelsDir();
   runtime = await Runtime.create({ device: 'cpu' });
-  engine = new Engine({ source: new ModelStore({ modelDirs: [modelsDir], offline: true }), runtime });
+  engine = new Engine({ source: isolatedStore(modelsDir), runtime });
 });
 
 function modelSpace(family: FamilyName, raw: Tensor4): Latent {
@@ -118,7 +121,7 @@ describe('engine', () => {
   it('refuses weights whose channels do not fit the direction', async () => {
     const dir = makeModelsDir([]);
     copyFileSync(path.join(modelsDir, 'v1-to-v3_interposer-v4.0.safetensors'), path.join(dir, 'xl-to-v1_interposer-v4.0.safetensors'));
-    const wrong = new Engine({ source: new ModelStore({ modelDirs: [dir], offline: true }), runtime });
+    const wrong = new Engine({ source: isolatedStore(dir), runtime });
     expect(await code(wrong.interpose(makeLatent('xl', 'model', [1, 4, 8, 8], new Float32Array(256)), 'v1'))).toBe('bad_weights');
   });
 
