@@ -50,14 +50,20 @@ export function createHttpHandler(access: AccessPolicy, endpoints: HttpEndpoints
       return;
     }
     const asset = assets[url.pathname];
+    const favicon = url.pathname === '/favicon.ico';
     // Static assets hold no data, so a page opened with ?token= can load them without it.
-    const decision = access.checkRequest(request, url, asset === undefined);
+    const decision = access.checkRequest(request, url, asset === undefined && !favicon);
     if (!decision.ok) {
       send(response, decision.status, 'text/plain; charset=utf-8', `${decision.message}\n`, head);
       return;
     }
     if (asset !== undefined) {
       send(response, 200, asset.type, asset.body, head);
+      return;
+    }
+    if (favicon) {
+      // Browsers ask for it; an empty answer keeps their consoles free of 404s.
+      response.writeHead(204).end();
       return;
     }
     switch (url.pathname) {
