@@ -105,7 +105,9 @@ def _bridge(p, samples):
     if ours and size != (height, width):
         # The plan names each network run; without an upscaler for the family it only resized.
         plan = " ".join(str(step) for step in reply.get("plan") or ())
-        done.append(f"{'NN upscale' if 'upscaler' in plan else 'bilinear resize'} x{round(size[0] / height, 3):g}")
+        # The factor the user asked for (hires scale or resize), not the rounded latent ratio.
+        factor = round(p.hr_upscale_to_y / (height * _OPT_F), 3)
+        done.append(f"{'NN upscale' if 'upscaler' in plan else 'bilinear resize'} x{factor:g}")
     _note(p, ", ".join(done) or f"{source} unchanged")
     return latents, ours
 

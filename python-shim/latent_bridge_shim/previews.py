@@ -114,4 +114,6 @@ def _picture(image):
         pixels = np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3)
     except (KeyError, TypeError, ValueError) as error:
         raise wire.WireError(f"the sidecar sent an unreadable preview image ({error!r})") from error
-    return torch.from_numpy(pixels.copy()).permute(2, 0, 1).float() / 127.5 - 1.0
+    # Bin centres: the webui turns [-1, 1] back into bytes with *0.5+0.5, *255 and a truncating
+    # cast, which then gives exactly the sidecar's bytes.
+    return (torch.from_numpy(pixels.copy()).permute(2, 0, 1).float() + 0.5) / 127.5 - 1.0
