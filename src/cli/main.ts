@@ -13,6 +13,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<{ command: Command }>>> = 
   interpose: () => import('./interpose.ts'),
   models: () => import('./models.ts'),
   serve: () => import('./serve.ts'),
+  'install-extension': () => import('./install-extension.ts'),
 };
 
 async function printHelp(): Promise<void> {
