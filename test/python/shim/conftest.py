@@ -228,3 +228,35 @@ def wait_for(predicate, timeout=10.0, interval=0.02):
             return value
         time.sleep(interval)
     return predicate()
+
+
+class Viewer:
+    """A viewer client of the sidecar (the `watch` op of docs/protocol.md), collecting its pushes."""
+
+    def __init__(self, url):
+        import msgpack
+        import websocket
+
+        self._msgpack = msgpack
+        self.ws = websocket.create_connection(url, timeout=10)
+        self.ws.send_binary(msgpack.packb({"id": 1, "op": "watch"}, use_bin_type=True))
+        reply = msgpack.unpackb(self.ws.recv(), raw=False)
+        assert reply.get("ok"), reply
+        self.events = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        while True:
+            try:
+                frame = self.ws.recv()
+            except Exception:
+                return
+            if not isinstance(frame, bytes) or not frame:  # closed
+                return
+            self.events.append(self._msgpack.unpackb(frame, raw=False))
+
+    def previews(self, job_prefix=""):
+        return [e for e in list(self.events) if e.get("event") == "preview" and e["job"]["job"].startswith(job_prefix)]
+
+    def close(self):
+        self.ws.close()
