@@ -87,7 +87,7 @@ def _bridge(p, samples):
             raise wire.WireError(f"the sidecar sent a latent of shape {list(latents.shape)} where {list(expected)} was asked for")
     except (SidecarUnavailable, SidecarTimeout) as error:
         notices.warn_once("sidecar", f"{error}; {_FALLBACK}")
-        _note(p, "not applied (sidecar unavailable)")
+        _note(p, f"not applied (sidecar {'too slow' if isinstance(error, SidecarTimeout) else 'unavailable'})")
         return None
     except SidecarError as error:
         notices.warn_once(f"error:{error.code}", f"the sidecar could not do {source}->{to} {op}: {error}; {_FALLBACK}")
