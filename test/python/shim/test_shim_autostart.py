@@ -1,0 +1,64 @@
+"""Autostart: the extension starts the sidecar with Node when nothing answers at the URL, and stops it."""
+
+import json
+import shutil
+import socket
+
+import pytest
+
+from conftest import REPO, SHIM, import_from_extension, wait_for
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def copied_extension(extensions_dir, models_dir):
+    """The extension installed with --copy, with the location file install-extension writes."""
+    target = extensions_dir / "latent-bridge"
+    target.unlink()
+    shutil.copytree(SHIM, target, ignore=shutil.ignore_patterns("__pycache__", "sidecar.json"))
+    location = {"sidecar": str(REPO / "bin" / "latent-bridge.js"), "node": shutil.which("node"), "serve_args": ["--models", str(models_dir), "--offline"]}
+    (target / "sidecar.json").write_text(json.dumps(location))
+    return target
+
+
+def test_starts_the_sidecar_uses_it_and_stops_it(webui, copied_extension, warnings_log):
+    port = free_port()
+    webui.start("--latent-bridge-url", f"ws://127.0.0.1:{port}/ws")
+    autostart = webui.module("autostart")
+    assert autostart.EXTENSION_DIR == copied_extension.resolve()
+    assert wait_for(lambda: autostart._process is not None, timeout=5)
+    assert autostart.ensure_running(wait=30)
+    process = autostart._process
+    assert process.poll() is None
+
+    p, processed = webui.txt2img("sd15", width=64, height=64, steps=2, enable_hr=True, hr_scale=2.0, hr_upscaler="Latent (latent-bridge)", denoising_strength=0.5)
+    assert processed.extra_generation_params["Latent bridge"] == "NN upscale x2"
+
+    # Running already: nothing new is started.
+    assert autostart.ensure_running(wait=5) and autostart._process is process
+    autostart.stop()
+    assert process.poll() is not None
+    assert not autostart._healthy("127.0.0.1", port, None)
+    assert warnings_log() == []
+
+
+def test_only_on_this_machine_and_only_when_enabled(webui, warnings_log):
+    webui.start("--latent-bridge-url", "ws://192.0.2.1:7877/ws", "--latent-bridge-autostart", "off")
+    autostart = webui.module("autostart")
+    assert autostart._process is None
+    assert not autostart.ensure_running(wait=1)
+    assert autostart._process is None
+    assert len(warnings_log()) == 1 and "only starts a sidecar on this machine" in warnings_log()[0]
+
+
+def test_a_command_line_that_keeps_the_token_out_of_the_log():
+    autostart = import_from_extension("latent_bridge_shim.autostart")
+    assert autostart._redact(["node", "x.js", "serve", "--token", "s3cret", "--port", "1"]) == ["node", "x.js", "serve", "--token", "***", "--port", "1"]
+    assert autostart._local_endpoint("ws://localhost:7001/ws") == ("localhost", 7001)
+    assert autostart._local_endpoint("wss://127.0.0.1:7001/ws") is None
+    assert autostart._local_endpoint("ws://example.com:7001/ws") is None
