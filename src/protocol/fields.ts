@@ -63,12 +63,6 @@ export function readOptionalBoolean(map: WireMap, field: string): boolean | unde
   return value;
 }
 
-export function readMap(map: WireMap, field: string): WireMap {
-  const value = map[field];
-  if (!isWireMap(value)) fail(field, 'a map', value);
-  return value;
-}
-
 /** A `[height, width]` pair of latent pixels. */
 export function readSize(map: WireMap, field: string, maxSide: number): { height: number; width: number } {
   const value = map[field];

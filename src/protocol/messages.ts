@@ -2,6 +2,7 @@ import { BridgeError } from '../errors.ts';
 import { FAMILIES, getFamily, type FamilyName } from '../families.ts';
 import { makeLatent, type Latent } from '../latent.ts';
 import { scaledSize } from '../planner.ts';
+import type { RgbImage } from '../preview.ts';
 import type { FloatDtype } from '../tensor.ts';
 import {
   fail,
@@ -22,9 +23,6 @@ export const PROTOCOL_VERSION = 1;
 
 export const OPS = ['hello', 'models', 'upscale', 'interpose', 'hires', 'preview', 'watch'] as const;
 export type OpName = (typeof OPS)[number];
-
-/** Ops that run a network and therefore go through the scheduler. */
-export const INFERENCE_OPS: readonly OpName[] = ['upscale', 'interpose', 'hires'];
 
 export type RequestId = number | string;
 
@@ -62,24 +60,11 @@ export interface RequestLimits extends TensorLimits {
   readonly maxSide: number;
 }
 
-export interface ErrorReply {
-  readonly id: RequestId | null;
-  readonly ok: false;
-  readonly error: { readonly code: string; readonly message: string };
-}
-
-export interface PreviewImage {
-  readonly width: number;
-  readonly height: number;
-  /** RGB8, row-major, no padding. */
-  readonly data: Uint8Array;
-}
-
 export type ReplyBody =
   | { readonly protocol: number; readonly server: string; readonly version: string; readonly device: string; readonly families: readonly string[]; readonly ops: readonly string[]; readonly limits: object }
   | { readonly models: readonly object[] }
   | { readonly latent: WireTensor; readonly plan?: readonly string[]; readonly warnings?: readonly string[] }
-  | { readonly image: PreviewImage }
+  | { readonly image: RgbImage }
   | { readonly superseded: true }
   | { readonly jobs: readonly object[] };
 
