@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { networksBench } from './networks.ts';
+import { transportBench } from './transport.ts';
 import type { BenchGroup, BenchResult } from './types.ts';
 
 /**
@@ -9,6 +10,7 @@ import type { BenchGroup, BenchResult } from './types.ts';
  */
 const GROUPS: Readonly<Record<string, BenchGroup>> = {
   networks: networksBench,
+  transport: transportBench,
 };
 
 const { values } = parseArgs({
