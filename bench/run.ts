@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { networksBench } from './networks.ts';
+import { shimBench } from './shim.ts';
 import { transportBench } from './transport.ts';
 import type { BenchGroup, BenchResult } from './types.ts';
 
@@ -11,6 +12,7 @@ import type { BenchGroup, BenchResult } from './types.ts';
 const GROUPS: Readonly<Record<string, BenchGroup>> = {
   networks: networksBench,
   transport: transportBench,
+  shim: shimBench,
 };
 
 const { values } = parseArgs({

@@ -2,7 +2,7 @@ import { BridgeError } from './errors.ts';
 import { FAMILIES, type FamilyName } from './families.ts';
 import { makeLatent, toRaw, toSpace, type Latent } from './latent.ts';
 import { buildNetwork } from './networks/network.ts';
-import { checkTargetSize, planHires, planUpscalers, type TargetSize } from './planner.ts';
+import { checkTargetSize, networksOf, planHires, planUpscalers, type TargetSize } from './planner.ts';
 import { resizeBilinear } from './resize.ts';
 import type { LoadedNetwork, Runtime } from './runtime.ts';
 import { readSafetensors } from './safetensors.ts';
@@ -88,6 +88,23 @@ export class Engine {
       );
     }
     return this.#runtime.load(graph);
+  }
+
+  /**
+   * Loads (downloading if need be) every network a request will run, without running any, so a
+   * caller can keep slow model loading out of its compute queue. `target` absent means a plain
+   * conversion. A request the engine will refuse loads nothing: the request itself reports why.
+   */
+  async prepare(from: FamilyName, to: FamilyName, source: TargetSize, target?: TargetSize): Promise<void> {
+    let specs: ModelSpec[];
+    try {
+      if (target === undefined) specs = from === to ? [] : [interposerSpec(from, to)];
+      else specs = networksOf(planHires(from, to, source, target).steps, source);
+    } catch (error) {
+      if (error instanceof BridgeError) return;
+      throw error;
+    }
+    await Promise.all(specs.map((spec) => this.#network(spec)));
   }
 
   async #run(spec: ModelSpec, raw: Latent, family: FamilyName): Promise<Latent> {

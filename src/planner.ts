@@ -66,6 +66,22 @@ export function planHires(from: FamilyName, to: FamilyName, source: TargetSize, 
   return { steps: [...steps, { kind: 'resize', target }], warnings: [`no neural upscaler exists for ${names} latents; resized bilinearly`] };
 }
 
+/** Every network a hires plan runs, in order, following the size through the steps. */
+export function networksOf(steps: readonly HiresStep[], source: TargetSize): ModelSpec[] {
+  const specs: ModelSpec[] = [];
+  let size = source;
+  for (const step of steps) {
+    if (step.kind === 'interpose') {
+      specs.push(step.spec);
+      size = scaledSize(size, step.spec.factor);
+    } else {
+      if (step.kind === 'upscale') specs.push(...planUpscalers(step.family, size, step.target));
+      size = step.target;
+    }
+  }
+  return specs;
+}
+
 /** Largest latent side accepted as a target: 16384 pixels at 8 pixels per latent pixel. */
 export const MAX_TARGET_SIDE = 2048;
 

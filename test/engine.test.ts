@@ -125,6 +125,19 @@ describe('engine', () => {
     expect(await code(wrong.interpose(makeLatent('xl', 'model', [1, 4, 8, 8], new Float32Array(256)), 'v1'))).toBe('bad_weights');
   });
 
+  it('prepares exactly the networks a request will run', async () => {
+    const fresh = new Engine({ source: isolatedStore(modelsDir), runtime });
+    await fresh.prepare('xl', 'v1', { height: 32, width: 32 }, { height: 48, width: 48 });
+    expect(fresh.loadedModels().sort()).toEqual(['interposer-xl-to-v1', 'upscaler-v1-x1.5']);
+    await fresh.prepare('v1', 'v1', { height: 16, width: 16 }, { height: 70, width: 70 });
+    expect(fresh.loadedModels()).toContain('upscaler-v1-x1.25');
+    await fresh.prepare('fx', 'xl', { height: 8, width: 8 });
+    expect(fresh.loadedModels()).toContain('interposer-fx-to-xl');
+    // Refused requests load nothing and report nothing here: the request itself fails later.
+    await fresh.prepare('v1', 'fx', { height: 8, width: 8 });
+    expect(fresh.loadedModels()).toHaveLength(5);
+  });
+
   it('loads each network once', async () => {
     expect(engine.loadedModels()).toContain('upscaler-v1-x2.0');
     expect(new Set(engine.loadedModels()).size).toBe(engine.loadedModels().length);

@@ -4,7 +4,7 @@ import { decodeMessage, encodeMessage } from '../protocol/codec.ts';
 import { OPS, parseRequest, peekRequestId, type ReplyBody, type Request, type RequestId } from '../protocol/messages.ts';
 import { assertFinite } from '../protocol/wire-tensor.ts';
 import type { Metrics } from './metrics.ts';
-import { helloReply, runInference, type InferenceEngine, type ServerIdentity } from './operations.ts';
+import { helloReply, prepareInference, runInference, type InferenceEngine, type ServerIdentity } from './operations.ts';
 import type { ServerLimits } from './options.ts';
 import type { PreviewDesk } from './preview-desk.ts';
 import type { FairScheduler } from './scheduler.ts';
@@ -132,10 +132,12 @@ export class ClientSession {
       case 'hires':
         try {
           if (this.#ctx.limits.checkFinite) assertFinite('latent', request.input.latent.data);
-          this.#ctx.scheduler.submit(String(this.id), () => runInference(this.#ctx.engine, request)).then(
-            (body) => this.#succeed(id, op, started, body),
-            (error: unknown) => this.#fail(id, op, started, error),
-          );
+          prepareInference(this.#ctx.engine, request)
+            .then(() => this.#ctx.scheduler.submit(String(this.id), () => runInference(this.#ctx.engine, request)))
+            .then(
+              (body) => this.#succeed(id, op, started, body),
+              (error: unknown) => this.#fail(id, op, started, error),
+            );
         } catch (error) {
           this.#fail(id, op, started, error);
         }

@@ -9,6 +9,7 @@ export interface InferenceEngine {
   upscale(latent: Latent, target: Size): Promise<{ latent: Latent; plan: string[] }>;
   interpose(latent: Latent, to: FamilyName): Promise<Latent>;
   hires(latent: Latent, to: FamilyName, target: Size): Promise<{ latent: Latent; plan: string[]; warnings: string[] }>;
+  prepare(from: FamilyName, to: FamilyName, source: Size, target?: Size): Promise<void>;
   loadedModels(): string[];
 }
 
@@ -36,6 +37,23 @@ export function helloReply(identity: ServerIdentity, limits: object): ReplyBody 
     ops: OPS,
     limits,
   };
+}
+
+/**
+ * Loads the networks a request needs before it joins the compute queue, so a first use that
+ * downloads weights never holds up other clients' requests.
+ */
+export function prepareInference(engine: InferenceEngine, request: InferenceRequest): Promise<void> {
+  const { latent } = request.input;
+  const source = { height: latent.shape[2], width: latent.shape[3] };
+  switch (request.op) {
+    case 'upscale':
+      return engine.prepare(latent.family, latent.family, source, request.target);
+    case 'interpose':
+      return engine.prepare(latent.family, request.to, source);
+    case 'hires':
+      return engine.prepare(latent.family, request.to, source, request.target);
+  }
 }
 
 /** Runs one inference request on the engine and shapes the reply; the result keeps the dtype that was sent. */
