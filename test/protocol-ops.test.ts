@@ -158,6 +158,22 @@ describe('preview', () => {
     expect(client.events.filter((e) => e.id === 'quiet')).toEqual([]);
   });
 
+  it('publish: false answers the image but shows it to no viewer', async () => {
+    const watcher = await TestClient.connect(server.wsUrl);
+    await watcher.request({ op: 'watch' });
+    const hidden = v1Latent(8, 8, 21);
+    const reply = await client.request({ op: 'preview', family: 'v1', job: 'hidden', publish: false, latent: wireTensor(hidden.shape, hidden.data) });
+    expect(new Uint8Array(reply.image.data)).toEqual(renderPreview(hidden).data);
+    const shown = v1Latent(8, 8, 22);
+    await client.request({ op: 'preview', family: 'v1', job: 'shown', latent: wireTensor(shown.shape, shown.data) });
+    // Events reach a watcher in order: once the later preview arrived, the hidden one never will.
+    await watcher.waitForEvent((e) => e.event === 'preview' && e.job.job === 'shown');
+    expect(watcher.events.filter((e) => e.event === 'preview' && e.job.job === 'hidden')).toEqual([]);
+    const quiet = await client.request({ op: 'preview', family: 'v1', publish: false, noreply: true, latent: wireTensor(hidden.shape, hidden.data) });
+    expectError(quiet, 'bad_request', /reach nobody/);
+    watcher.close();
+  });
+
   it('a newer step of the same job supersedes one not drawn yet', async () => {
     const raw = await RawWebSocket.connect(server.server.port);
     const frames = [1, 2, 3].map((step) => {

@@ -22,8 +22,8 @@ METHOD = "Latent bridge"
 FALLBACK_METHOD = "Approx cheap"
 # A preview decode that takes longer than this is worth less than a cheap one now.
 PREVIEW_TIMEOUT = 2.0
-# The sidecar shows every preview it draws in its viewer; the ones the webui asks for get a
-# card of their own there, so they do not replace the per-step grid of the running job.
+# The webui shows these itself, so they are not published to the sidecar's viewer; a job of
+# their own keeps them from superseding the per-step previews of the running job.
 MIRROR_JOB = "webui live preview"
 
 _steps_lock = threading.Lock()
@@ -88,7 +88,7 @@ def images(sample):
     pictures = []
     try:
         for latent in sample:
-            fields = {"latent": wire.encode(latent.unsqueeze(0)), "family": family, "job": MIRROR_JOB}
+            fields = {"latent": wire.encode(latent.unsqueeze(0)), "family": family, "job": MIRROR_JOB, "publish": False}
             reply = client.request("preview", fields, timeout)
             if reply.get("superseded"):
                 # Another thread asked for the same card at the same moment; cheap will do this once.

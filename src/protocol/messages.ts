@@ -53,6 +53,8 @@ export interface PreviewRequest {
   readonly index: number;
   readonly grid: boolean;
   readonly noreply: boolean;
+  /** False: draw and answer only, never show it to viewers (for a client's own preview display). */
+  readonly publish: boolean;
 }
 
 export interface RequestLimits extends TensorLimits {
@@ -121,7 +123,9 @@ function readPreview(map: WireMap, batch: number): PreviewRequest {
   const index = readOptionalInteger(map, 'index', 0, batch - 1) ?? 0;
   const grid = readOptionalBoolean(map, 'grid') ?? false;
   const noreply = readOptionalBoolean(map, 'noreply') ?? false;
-  return { job, step, total, index, grid, noreply };
+  const publish = readOptionalBoolean(map, 'publish') ?? true;
+  if (noreply && !publish) throw new BridgeError('bad_request', 'a preview with noreply: true and publish: false would reach nobody');
+  return { job, step, total, index, grid, noreply, publish };
 }
 
 /**

@@ -61,6 +61,7 @@ export class PreviewDesk {
       const image = renderPreview(latent, { index: order.preview.index, grid: order.preview.grid });
       this.#metrics.preview('drawn');
       order.settle({ image });
+      if (!order.preview.publish) continue;
       this.#hub.publish({
         owner: order.owner,
         client: order.client,
