@@ -77,6 +77,19 @@ describe('model store downloads from a hub', () => {
     expect(hub.count('/cdn/')).toBe(2);
   });
 
+  it('downloads from a bare mirror that serves only paths-info and resolve', async () => {
+    hub.bare = true;
+    const sha = hostModel(hub, interposer, XL_TO_V1, MAIN_COMMIT);
+    const file = await store().resolve(interposer);
+    expect(sha256Hex(await readFile(file))).toBe(sha);
+    // Without a commit from the hub, the snapshot is named after the content, as @huggingface/hub does.
+    const repoDir = path.join(cacheDir, 'models--city96--SD-Latent-Interposer');
+    expect(await readFile(path.join(repoDir, 'refs', 'main'), 'utf8')).toBe(sha.slice(0, 40));
+    expect(file).toBe(path.join(repoDir, 'snapshots', sha.slice(0, 40), 'v4.0', interposer.fileName));
+    // A second store finds it offline through refs/main, as Python would.
+    expect(await store({ offline: true }).resolve(interposer)).toBe(file);
+  });
+
   it('asks nothing about a pinned commit and writes no ref for it', async () => {
     hostModel(hub, upscaler, UPSCALER);
     const file = await store().resolve(upscaler);

@@ -46,22 +46,34 @@ export function hubFetch(access: HubAccess): typeof fetch {
   };
 }
 
-/** Resolves a branch to its commit and asks the hub for the file's sha256 and size at that commit. */
+/** Asks the hub for the file's sha256 and size, and for the commit its revision points to now. */
 export async function describeHubFile(spec: ModelSpec, access: HubAccess): Promise<HubFile> {
   const fetchFn = hubFetch(access);
-  const commit = COMMIT_HASH.test(spec.revision)
-    ? spec.revision
-    : (await modelInfo({ name: spec.repo, revision: spec.revision, additionalFields: ['sha'], hubUrl: access.hubUrl, fetch: fetchFn })).sha;
-  if (typeof commit !== 'string' || !COMMIT_HASH.test(commit)) {
-    throw new InvalidApiResponseFormatError(`no commit hash for ${spec.repo} at ${spec.revision}`);
-  }
-  const infos = await pathsInfo({ repo: spec.repo, paths: [spec.path], revision: commit, hubUrl: access.hubUrl, fetch: fetchFn });
+  const infos = await pathsInfo({ repo: spec.repo, paths: [spec.path], revision: spec.revision, expand: true, hubUrl: access.hubUrl, fetch: fetchFn });
   const info = infos.find((entry) => entry.path === spec.path);
-  if (info === undefined) throw new HubApiError(`${access.hubUrl}/api/models/${spec.repo}/paths-info/${commit}`, 404);
+  if (info === undefined) throw new HubApiError(`${access.hubUrl}/api/models/${spec.repo}/paths-info/${spec.revision}`, 404);
   if (info.lfs === undefined || !SHA256_HEX.test(info.lfs.oid)) {
     throw new InvalidApiResponseFormatError(`no LFS sha256 reported for ${spec.path}`);
   }
+  const commit = COMMIT_HASH.test(spec.revision) ? spec.revision : await branchCommit(spec, access, fetchFn, info.lastCommit?.id, info.lfs.oid);
   return { commit, sha256: info.lfs.oid, size: info.lfs.size };
+}
+
+/**
+ * The commit a branch points to, which names the snapshot folder and goes into `refs/<branch>`
+ * for Python's offline lookup. The revision endpoint says it; a mirror without that endpoint is
+ * no reason to fail: then the file's last commit stands in, else its content hash, as
+ * @huggingface/hub's own download does. The sha256 check keeps the bytes honest either way.
+ */
+async function branchCommit(spec: ModelSpec, access: HubAccess, fetchFn: typeof fetch, lastCommit: string | undefined, sha256: string): Promise<string> {
+  try {
+    const { sha } = await modelInfo({ name: spec.repo, revision: spec.revision, additionalFields: ['sha'], hubUrl: access.hubUrl, fetch: fetchFn });
+    if (typeof sha === 'string' && COMMIT_HASH.test(sha)) return sha;
+  } catch (error) {
+    const unsupported = (error instanceof HubApiError && [404, 405, 501].includes(error.statusCode)) || error instanceof InvalidApiResponseFormatError;
+    if (!unsupported) throw error;
+  }
+  return lastCommit !== undefined && COMMIT_HASH.test(lastCommit) ? lastCommit : sha256.slice(0, 40);
 }
 
 async function sizeOnDisk(file: string): Promise<number> {
@@ -100,8 +112,10 @@ async function openTransfer(url: string, offset: number, fetchFn: typeof fetch):
  */
 export async function transferBlob(spec: ModelSpec, file: HubFile, access: HubAccess, cache: HfCache, progress: ProgressReporter): Promise<void> {
   const fetchFn = hubFetch(access);
-  const info = await fileDownloadInfo({ repo: spec.repo, path: spec.path, revision: file.commit, hubUrl: access.hubUrl, fetch: fetchFn });
-  if (info === null) throw new HubApiError(`${access.hubUrl}/${spec.repo}/resolve/${file.commit}/${spec.path}`, 404);
+  // The revision as named, not the commit: a mirror may serve branches only, and the sha256 check
+  // rejects the bytes should the branch have moved since paths-info.
+  const info = await fileDownloadInfo({ repo: spec.repo, path: spec.path, revision: spec.revision, hubUrl: access.hubUrl, fetch: fetchFn });
+  if (info === null) throw new HubApiError(`${access.hubUrl}/${spec.repo}/resolve/${spec.revision}/${spec.path}`, 404);
   if (info.size !== file.size) {
     throw new InvalidApiResponseFormatError(`${spec.path} is ${info.size} bytes to download but paths-info says ${file.size}`);
   }

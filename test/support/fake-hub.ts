@@ -39,6 +39,11 @@ export class FakeHub {
   readonly #server: Server;
   /** When set, every hub call (not the CDN, whose URLs are signed) needs `Authorization: Bearer <token>`. */
   requiredToken: string | undefined;
+  /**
+   * A bare mirror: only paths-info (without `lastCommit`) and resolve, the two endpoints
+   * @huggingface/hub's own download calls; the revision endpoint answers 404.
+   */
+  bare = false;
   #cuts: { afterBytes: number; remaining: number } | undefined;
   #url = '';
 
@@ -119,7 +124,7 @@ export class FakeHub {
       return this.#json(res, 401, { error: 'Invalid credentials in Authorization header' });
     }
     const info = /^\/api\/models\/([^/]+\/[^/]+)\/revision\/([^/]+)$/.exec(url.pathname);
-    if (info !== null && req.method === 'GET') {
+    if (info !== null && req.method === 'GET' && !this.bare) {
       const repo = this.#repoAt(info[1], decodeURIComponent(info[2]));
       if (repo === undefined) return this.#json(res, 404, { error: 'Repository not found' }, { 'X-Error-Code': 'RepoNotFound' });
       return this.#json(res, 200, { _id: 'fake', id: info[1], sha: repo.commit, private: false, gated: false, downloads: 0, likes: 0 });
@@ -128,7 +133,8 @@ export class FakeHub {
     if (paths !== null && req.method === 'POST') {
       const repo = this.#repoAt(paths[1], decodeURIComponent(paths[2]));
       if (repo === undefined) return this.#json(res, 404, { error: 'Repository not found' }, { 'X-Error-Code': 'RepoNotFound' });
-      const asked = (JSON.parse(body) as { paths: string[] }).paths;
+      const { paths: asked, expand } = JSON.parse(body) as { paths: string[]; expand?: boolean };
+      const lastCommit = expand === true && !this.bare ? { lastCommit: { id: repo.commit, title: 'upload', date: '2024-08-07T00:00:00.000Z' } } : {};
       return this.#json(
         res,
         200,
@@ -136,7 +142,7 @@ export class FakeHub {
           const file = repo.files.get(path);
           return file === undefined
             ? []
-            : [{ type: 'file', path, oid: sha256Hex(file.content).slice(0, 40), size: file.content.length, lfs: { oid: file.sha256, size: file.content.length, pointerSize: 134 } }];
+            : [{ type: 'file', path, oid: sha256Hex(file.content).slice(0, 40), size: file.content.length, lfs: { oid: file.sha256, size: file.content.length, pointerSize: 134 }, ...lastCommit }];
         }),
       );
     }
