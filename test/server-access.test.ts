@@ -1,3 +1,4 @@
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isLoopbackHost } from '../src/server/access.ts';
 import { startTestServer, TestClient, tryUpgrade, type TestServer } from './support/server-harness.ts';
@@ -44,6 +45,27 @@ describe('without a token (loopback only)', () => {
       );
     });
     expect(response).toBe(403);
+  });
+
+  it('answers request targets that are not a plain path (//, absolute-form, *) instead of crashing', async () => {
+    const port = server.server.port;
+    const statusOf = (head: string): Promise<string> =>
+      new Promise((resolve) => {
+        const socket = net.connect(port, '127.0.0.1');
+        let answer = '';
+        socket.on('data', (chunk) => (answer += chunk.toString()));
+        socket.on('close', () => resolve(answer.split('\r\n')[0]));
+        socket.on('error', () => {});
+        socket.end(`${head}Host: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`);
+      });
+    const upgrade = 'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n';
+    expect(await statusOf('GET // HTTP/1.1\r\n')).toBe('HTTP/1.1 404 Not Found');
+    expect(await statusOf('GET //[ HTTP/1.1\r\n')).toBe('HTTP/1.1 404 Not Found');
+    expect(await statusOf(`GET http://127.0.0.1:${port}/healthz HTTP/1.1\r\n`)).toBe('HTTP/1.1 200 OK');
+    expect(await statusOf('OPTIONS * HTTP/1.1\r\n')).toBe('HTTP/1.1 405 Method Not Allowed');
+    expect(await statusOf(`GET // HTTP/1.1\r\n${upgrade}`)).toBe('HTTP/1.1 404 Not Found');
+    expect(await statusOf(`GET //x:y@[ HTTP/1.1\r\n${upgrade}`)).toBe('HTTP/1.1 404 Not Found');
+    expect((await fetch(`${server.server.url}/healthz`)).status).toBe(200);
   });
 
   it('counts refused upgrades in /metrics', async () => {

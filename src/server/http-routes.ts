@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AccessPolicy } from './access.ts';
+import { requestTarget } from './request-target.ts';
 
 /** The viewer's files, read once at start: users need no build step and the server no file access per request. */
 const VIEWER_DIR = new URL('../viewer/', import.meta.url);
@@ -40,13 +41,19 @@ export function createHttpHandler(access: AccessPolicy, endpoints: HttpEndpoints
     response.writeHead(status, { ...PAGE_HEADERS, 'Content-Type': type, 'Content-Length': Buffer.byteLength(body) });
     response.end(head ? undefined : body);
   };
+  const notFound = (response: ServerResponse, target: string, head: boolean): void =>
+    send(response, 404, 'text/plain; charset=utf-8', `nothing at ${target}; the viewer is at /, the WebSocket at /ws\n`, head);
 
   return (request, response) => {
-    const url = new URL(request.url ?? '/', 'http://sidecar');
+    const url = requestTarget(request);
     const head = request.method === 'HEAD';
     if (request.method !== 'GET' && !head) {
       response.setHeader('Allow', 'GET, HEAD');
       send(response, 405, 'text/plain; charset=utf-8', 'only GET and HEAD are served over HTTP; requests go over the WebSocket at /ws\n', head);
+      return;
+    }
+    if (url === undefined) {
+      notFound(response, request.url ?? '', head);
       return;
     }
     const asset = assets[url.pathname];
@@ -78,7 +85,7 @@ export function createHttpHandler(access: AccessPolicy, endpoints: HttpEndpoints
         send(response, 200, 'text/plain; version=0.0.4; charset=utf-8', endpoints.metrics(), head);
         return;
       default:
-        send(response, 404, 'text/plain; charset=utf-8', `nothing at ${url.pathname}; the viewer is at /, the WebSocket at /ws\n`, head);
+        notFound(response, url.pathname, head);
     }
   };
 }

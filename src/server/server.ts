@@ -10,6 +10,7 @@ import { createHttpHandler } from './http-routes.ts';
 import { Metrics } from './metrics.ts';
 import type { ServerOptions } from './options.ts';
 import { PreviewDesk } from './preview-desk.ts';
+import { requestTarget } from './request-target.ts';
 import { FairScheduler } from './scheduler.ts';
 import { ViewerHub } from './viewer-hub.ts';
 
@@ -81,12 +82,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   http.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
-    const url = new URL(request.url ?? '/', 'http://sidecar');
+    const url = requestTarget(request);
     const refuse = (status: number, message: string): void => {
       metrics.rejectedUpgrade();
       refuseUpgrade(socket, status, message);
     };
-    if (!WEBSOCKET_PATHS.has(url.pathname)) return refuse(404, `no WebSocket at ${url.pathname}; use /ws`);
+    if (url === undefined || !WEBSOCKET_PATHS.has(url.pathname)) return refuse(404, `no WebSocket at ${request.url ?? ''}; use /ws`);
     const decision = access.checkUpgrade(request, url);
     if (!decision.ok) return refuse(decision.status, decision.message);
     if (sessions.size >= limits.maxConnections) return refuse(503, `the server has ${sessions.size} connections (limit ${limits.maxConnections})`);
