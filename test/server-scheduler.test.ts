@@ -77,4 +77,64 @@ describe('FairScheduler', () => {
     await drained;
     expect(await running).toBe('done');
   });
+
+  it('counts a task against the limits while it gets ready, so requests waiting for a download cannot pile up', async () => {
+    const scheduler = new FairScheduler({ concurrency: 1, maxPerClient: 2, maxQueued: 3 });
+    const loading = gate();
+    let prepared = 0;
+    const prepare = () => {
+      prepared++;
+      return loading.opened;
+    };
+    const a = [scheduler.submit('a', async () => 'a0', prepare), scheduler.submit('a', async () => 'a1', prepare)];
+    expect(scheduler.queued).toBe(2);
+    expect(() => scheduler.submit('a', async () => 'a2', prepare)).toThrow(expect.objectContaining({ code: 'busy', message: expect.stringMatching(/limit 2/) }));
+    const b = scheduler.submit('b', async () => 'b0', prepare);
+    expect(() => scheduler.submit('c', async () => 'c0', prepare)).toThrow(expect.objectContaining({ code: 'busy', message: expect.stringMatching(/waiting/) }));
+    // A refused task never starts getting ready.
+    expect(prepared).toBe(3);
+    loading.open();
+    expect(await Promise.all([...a, b])).toEqual(['a0', 'a1', 'b0']);
+    expect([scheduler.running, scheduler.queued]).toEqual([0, 0]);
+  });
+
+  it('passes a failure to get ready to the caller, without running the task', async () => {
+    const scheduler = new FairScheduler({ concurrency: 1, maxPerClient: 1, maxQueued: 1 });
+    let ran = false;
+    const failed = scheduler.submit('a', async () => (ran = true), () => Promise.reject(new BridgeError('model_unavailable', 'offline')));
+    await expect(failed).rejects.toMatchObject({ code: 'model_unavailable' });
+    expect(ran).toBe(false);
+    expect(await scheduler.submit('a', async () => 'next')).toBe('next');
+  });
+
+  it('never runs a task whose client left while it was getting ready', async () => {
+    const scheduler = new FairScheduler({ concurrency: 1, maxPerClient: 2, maxQueued: 2 });
+    const loading = gate();
+    let ran = false;
+    const task = scheduler.submit('a', async () => (ran = true), () => loading.opened);
+    scheduler.cancelClient('a', new BridgeError('internal', 'gone'));
+    await expect(task).rejects.toMatchObject({ message: 'gone' });
+    expect(scheduler.queued).toBe(0);
+    loading.open();
+    await loading.opened;
+    expect(await scheduler.submit('a', async () => 'after')).toBe('after');
+    expect(ran).toBe(false);
+  });
+
+  it('once draining, answers busy to new tasks and to tasks still getting ready', async () => {
+    const scheduler = new FairScheduler({ concurrency: 1, maxPerClient: 5, maxQueued: 10 });
+    const g = gate();
+    const loading = gate();
+    let ran = false;
+    const running = scheduler.submit('a', () => g.opened.then(() => 'done'));
+    const getting = scheduler.submit('b', async () => (ran = true), () => loading.opened);
+    const drained = scheduler.drain(new BridgeError('busy', 'shutting down'));
+    await expect(getting).rejects.toMatchObject({ code: 'busy' });
+    expect(() => scheduler.submit('c', async () => 'late')).toThrow(expect.objectContaining({ code: 'busy' }));
+    loading.open();
+    g.open();
+    await drained;
+    expect(await running).toBe('done');
+    expect(ran).toBe(false);
+  });
 });

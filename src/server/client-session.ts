@@ -132,8 +132,9 @@ export class ClientSession {
       case 'hires':
         try {
           if (this.#ctx.limits.checkFinite) assertFinite('latent', request.input.latent.data);
-          prepareInference(this.#ctx.engine, request)
-            .then(() => this.#ctx.scheduler.submit(String(this.id), () => runInference(this.#ctx.engine, request)))
+          const { engine, scheduler } = this.#ctx;
+          scheduler
+            .submit(String(this.id), () => runInference(engine, request), () => prepareInference(engine, request))
             .then(
               (body) => this.#succeed(id, op, started, body),
               (error: unknown) => this.#fail(id, op, started, error),

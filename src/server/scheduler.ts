@@ -22,11 +22,14 @@ interface Task {
  */
 export class FairScheduler {
   readonly #options: SchedulerOptions;
-  /** Clients with waiting tasks; Map iteration order is the round-robin order. */
+  /** Clients with tasks ready to run; Map iteration order is the round-robin order. */
   readonly #waiting = new Map<string, Task[]>();
+  /** Tasks still getting ready (loading their networks); they count as queued. */
+  readonly #preparing = new Set<Task>();
   readonly #perClient = new Map<string, number>();
   #queued = 0;
   #running = 0;
+  #draining = false;
   #idleWaiters: (() => void)[] = [];
 
   constructor(options: SchedulerOptions) {
@@ -41,8 +44,14 @@ export class FairScheduler {
     return this.#running;
   }
 
-  /** Queues `run` for `client`; throws `busy` at once when a limit is reached. */
-  submit<T>(client: string, run: () => Promise<T>): Promise<T> {
+  /**
+   * Queues `run` for `client`, after `prepare` (loading the networks it needs, which may mean a
+   * download) so that a slow preparation never holds a compute slot. Throws `busy` at once when
+   * a limit is reached or the scheduler is draining; the task counts against the limits from
+   * this call on, so requests waiting for a download cannot pile up.
+   */
+  submit<T>(client: string, run: () => Promise<T>, prepare?: () => Promise<void>): Promise<T> {
+    if (this.#draining) throw new BridgeError('busy', 'the server is shutting down');
     const mine = this.#perClient.get(client) ?? 0;
     if (mine >= this.#options.maxPerClient) {
       throw new BridgeError('busy', `this client already has ${mine} requests queued or running (limit ${this.#options.maxPerClient}); wait for a reply first`);
@@ -52,34 +61,62 @@ export class FairScheduler {
     }
     return new Promise<T>((resolve, reject) => {
       const task: Task = { client, run, resolve: resolve as (value: unknown) => void, reject };
-      const queue = this.#waiting.get(client);
-      if (queue === undefined) this.#waiting.set(client, [task]);
-      else queue.push(task);
       this.#perClient.set(client, mine + 1);
       this.#queued++;
-      this.#pump();
+      if (prepare === undefined) {
+        this.#enqueue(task);
+        return;
+      }
+      this.#preparing.add(task);
+      prepare().then(
+        () => {
+          if (this.#preparing.delete(task)) this.#enqueue(task);
+        },
+        (error: unknown) => {
+          if (this.#preparing.delete(task)) this.#drop([task], error);
+        },
+      );
     });
   }
 
-  /** Drops a client's waiting tasks (it went away, nobody would read the answers); running ones finish. */
+  /** Drops a client's tasks that have not started (it went away, nobody would read the answers); running ones finish. */
   cancelClient(client: string, reason: BridgeError): void {
-    const queue = this.#waiting.get(client);
-    if (queue === undefined) return;
+    const dropped = [...this.#preparing].filter((task) => task.client === client);
+    for (const task of dropped) this.#preparing.delete(task);
+    dropped.push(...(this.#waiting.get(client) ?? []));
     this.#waiting.delete(client);
-    this.#queued -= queue.length;
-    this.#release(client, queue.length);
-    for (const task of queue) task.reject(reason);
+    this.#drop(dropped, reason);
   }
 
-  /** Rejects everything waiting and resolves once running tasks are done. */
+  /** Refuses new tasks, rejects every one not started, and resolves once running tasks are done. */
   async drain(reason: BridgeError): Promise<void> {
-    for (const client of [...this.#waiting.keys()]) this.cancelClient(client, reason);
+    this.#draining = true;
+    const dropped = [...this.#preparing, ...[...this.#waiting.values()].flat()];
+    this.#preparing.clear();
+    this.#waiting.clear();
+    this.#drop(dropped, reason);
     if (this.#running === 0) return;
     await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
   }
 
-  #release(client: string, count: number): void {
-    const left = (this.#perClient.get(client) ?? 0) - count;
+  #enqueue(task: Task): void {
+    const queue = this.#waiting.get(task.client);
+    if (queue === undefined) this.#waiting.set(task.client, [task]);
+    else queue.push(task);
+    this.#pump();
+  }
+
+  /** Takes tasks that never ran out of the counts and rejects them. */
+  #drop(tasks: readonly Task[], reason: unknown): void {
+    this.#queued -= tasks.length;
+    for (const task of tasks) {
+      this.#release(task.client);
+      task.reject(reason);
+    }
+  }
+
+  #release(client: string): void {
+    const left = (this.#perClient.get(client) ?? 0) - 1;
     if (left > 0) this.#perClient.set(client, left);
     else this.#perClient.delete(client);
   }
@@ -106,7 +143,7 @@ export class FairScheduler {
       task.reject(error);
     } finally {
       this.#running--;
-      this.#release(task.client, 1);
+      this.#release(task.client);
       this.#pump();
       if (this.#running === 0 && this.#queued === 0) {
         for (const wake of this.#idleWaiters.splice(0)) wake();

@@ -45,6 +45,7 @@ export class FakeHub {
    */
   bare = false;
   #cuts: { afterBytes: number; remaining: number } | undefined;
+  #held: Promise<void> | undefined;
   #url = '';
 
   private constructor() {
@@ -86,6 +87,16 @@ export class FakeHub {
     this.#cuts = { afterBytes, remaining: count };
   }
 
+  /** CDN transfers wait until the returned function is called: a download that takes as long as a test needs. */
+  holdTransfers(): () => void {
+    let release!: () => void;
+    this.#held = new Promise<void>((resolve) => (release = resolve));
+    return () => {
+      this.#held = undefined;
+      release();
+    };
+  }
+
   /** Requests whose path starts with `prefix`, e.g. '/cdn/' for byte transfers. */
   count(prefix: string): number {
     return this.requests.filter((r) => r.path.startsWith(prefix)).length;
@@ -118,7 +129,10 @@ export class FakeHub {
     });
 
     const cdn = /^\/cdn\/([0-9a-f]{64})$/.exec(url.pathname);
-    if (cdn !== null) return this.#serveBytes(cdn[1], range, res);
+    if (cdn !== null) {
+      await this.#held;
+      return this.#serveBytes(cdn[1], range, res);
+    }
 
     if (this.requiredToken !== undefined && authorization !== `Bearer ${this.requiredToken}`) {
       return this.#json(res, 401, { error: 'Invalid credentials in Authorization header' });

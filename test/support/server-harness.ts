@@ -42,9 +42,9 @@ export function testStore(models?: readonly string[]): ModelStore {
 
 /** The real server with the real engine on a free loopback port. */
 export async function startTestServer(
-  options: { limits?: Partial<ServerLimits>; token?: string; host?: string; models?: readonly string[]; previewIdleMs?: number } = {},
+  options: { limits?: Partial<ServerLimits>; token?: string; host?: string; models?: readonly string[]; store?: ModelStore; previewIdleMs?: number } = {},
 ): Promise<TestServer> {
-  const store = testStore(options.models);
+  const store = options.store ?? testStore(options.models);
   const engine = new Engine({ source: store, runtime: await cpuRuntime() });
   const server = await startServer({
     host: options.host ?? '127.0.0.1',
