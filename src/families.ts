@@ -143,7 +143,8 @@ export function isFamilyName(name: unknown): name is FamilyName {
 /** Resolves a family name or alias; anything else is an `unknown_family` error. */
 export function getFamily(name: string): LatentFamily {
   const key = name.trim().toLowerCase();
-  const canonical = isFamilyName(key) ? key : ALIASES[key];
+  // Own properties only: a client's "constructor" or "__proto__" is an unknown name, not Object's.
+  const canonical = isFamilyName(key) ? key : Object.hasOwn(ALIASES, key) ? ALIASES[key] : undefined;
   if (canonical === undefined) {
     throw new BridgeError(
       'unknown_family',
