@@ -27,6 +27,11 @@ describe('without a token (loopback only)', () => {
     expect(await tryUpgrade(`ws://localhost:${server.server.port}/ws`, { origin: `http://localhost:${server.server.port}` })).toEqual({ opened: true });
   });
 
+  it('accepts its own origin served over https (behind a TLS proxy that keeps the Host)', async () => {
+    expect(await tryUpgrade(server.wsUrl, { origin: `https://127.0.0.1:${server.server.port}` })).toEqual({ opened: true });
+    expect(await tryUpgrade(server.wsUrl, { origin: `https://localhost:${server.server.port}` })).toEqual({ opened: false, status: 403 });
+  });
+
   it('refuses a cross-origin upgrade (a web page on another site)', async () => {
     expect(await tryUpgrade(server.wsUrl, { origin: 'https://evil.example' })).toEqual({ opened: false, status: 403 });
     expect(await tryUpgrade(server.wsUrl, { origin: `http://127.0.0.1:${server.server.port + 1}` })).toEqual({ opened: false, status: 403 });

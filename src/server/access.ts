@@ -31,8 +31,9 @@ const ALLOWED: AccessDecision = { ok: true };
  * - With a token, every request must carry it (`Authorization: Bearer` or `?token=`).
  * - Without one the server only listens on loopback, and the `Host` header must name a loopback
  *   host too: that stops DNS rebinding, where a web page's own host name resolves to 127.0.0.1.
- * - A WebSocket upgrade that carries an `Origin` must come from this server's own origin, so
- *   a page on another site cannot drive the sidecar through the user's browser.
+ * - A WebSocket upgrade that carries an `Origin` must come from this server's own origin
+ *   (`http://` or `https://` + the Host), so a page on another site cannot drive the sidecar
+ *   through the user's browser.
  */
 export class AccessPolicy {
   readonly #tokenDigest: Buffer | undefined;
@@ -70,9 +71,11 @@ export class AccessPolicy {
     if (!decision.ok) return decision;
     const origin = request.headers.origin;
     if (origin === undefined) return ALLOWED;
-    const own = `http://${request.headers.host}`.toLowerCase();
-    if (origin.toLowerCase() !== own) {
-      return { ok: false, status: 403, message: `cross-origin WebSocket from ${origin} refused; only pages served by this sidecar (${own}) may connect` };
+    // The viewer page's origin is its URL's scheme and host; https when a TLS proxy in front keeps the Host.
+    const host = request.headers.host?.toLowerCase();
+    const presented = origin.toLowerCase();
+    if (presented !== `http://${host}` && presented !== `https://${host}`) {
+      return { ok: false, status: 403, message: `cross-origin WebSocket from ${origin} refused; only pages served by this sidecar (http://${host}) may connect` };
     }
     return ALLOWED;
   }
