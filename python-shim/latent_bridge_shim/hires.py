@@ -30,6 +30,18 @@ def remember_first_pass_family(p):
     setattr(p, _FIRST_PASS_FAMILY, families.detect(shared.sd_model))
 
 
+def follow_first_pass_model(params):
+    """on_cfg_denoiser: the first-pass latents are in the family of the model that sampled last.
+
+    A refiner set to run in the first pass (the webui's "Hires fix: which pass to enable refiner
+    for") is swapped in mid-pass, before this callback; the hires model then gets its latents.
+    """
+    p = getattr(getattr(params, "denoiser", None), "p", None)
+    if p is None or getattr(p, "is_hr_pass", False) or not hasattr(p, _FIRST_PASS_FAMILY):
+        return
+    setattr(p, _FIRST_PASS_FAMILY, families.detect(shared.sd_model))
+
+
 def sample_hr_pass(original, p, samples, decoded_samples, *args, **kwargs):
     try:
         bridged = _bridge(p, samples)

@@ -16,48 +16,70 @@ from . import hires, notices, previews
 KEY = "latent_bridge"
 
 _Txt2Img = processing.StableDiffusionProcessingTxt2Img
+_PREVIEW_OPTION = "show_progress_type"
 
 
 def install():
-    _patch(_Txt2Img, "sample", _wrap_sample)
-    _patch(_Txt2Img, "sample_hr_pass", _wrap_sample_hr_pass)
-    _patch(sd_samplers_common, "store_latent", _wrap_store_latent)
-    _patch(sd_samplers_common, "samples_to_images_tensor", _wrap_samples_to_images_tensor)
+    for obj, field, make_wrapper in _functions():
+        _patch(obj, field, _keeping_identity(make_wrapper))
     # A latent upscale mode shows up in the hires upscaler list, the API and the X/Y/Z grid.
     shared.latent_upscale_modes[hires.MODE_NAME] = hires.MODE
     indexes = sd_samplers_common.approximation_indexes
     if previews.METHOD not in indexes:
         indexes[previews.METHOD] = max(indexes.values(), default=0) + 1
-    choices = _preview_choices()
-    if choices is not None and previews.METHOD not in choices:
-        choices.append(previews.METHOD)
+    info = shared.opts.data_labels.get(_PREVIEW_OPTION)
+    if info is not None:
+        _patch(info, "component_args", _with_preview_method)
 
 
 def uninstall():
-    for obj, field in ((_Txt2Img, "sample"), (_Txt2Img, "sample_hr_pass"), (sd_samplers_common, "store_latent"), (sd_samplers_common, "samples_to_images_tensor")):
+    patched = [(obj, field) for obj, field, _ in _functions()]
+    info = shared.opts.data_labels.get(_PREVIEW_OPTION)
+    if info is not None:
+        patched.append((info, "component_args"))
+    for obj, field in patched:
         if patches.original(KEY, obj, field) is not None:
             patches.undo(KEY, obj, field)
     shared.latent_upscale_modes.pop(hires.MODE_NAME, None)
     sd_samplers_common.approximation_indexes.pop(previews.METHOD, None)
-    choices = _preview_choices()
-    if choices is not None and previews.METHOD in choices:
-        choices.remove(previews.METHOD)
 
 
-def _patch(obj, field, make_wrapper):
+def _functions():
+    """(owner, name, wrapper maker) of each webui function the extension wraps."""
+    return (
+        (_Txt2Img, "sample", _wrap_sample),
+        (_Txt2Img, "sample_hr_pass", _wrap_sample_hr_pass),
+        (sd_samplers_common, "store_latent", _wrap_store_latent),
+        (sd_samplers_common, "samples_to_images_tensor", _wrap_samples_to_images_tensor),
+    )
+
+
+def _patch(obj, field, make_replacement):
     if patches.original(KEY, obj, field) is not None:
         patches.undo(KEY, obj, field)
-    original = getattr(obj, field)
-    wrapper = functools.wraps(original)(make_wrapper(original))
-    patches.patch(KEY, obj, field, wrapper)
+    patches.patch(KEY, obj, field, make_replacement(getattr(obj, field)))
 
 
-def _preview_choices():
-    """The list behind the "Live preview method" radio, when the webui keeps it as a plain list."""
-    info = shared.opts.data_labels.get("show_progress_type")
-    args = getattr(info, "component_args", None)
-    choices = args.get("choices") if isinstance(args, dict) else None
-    return choices if isinstance(choices, list) else None
+def _keeping_identity(make_wrapper):
+    """The wrapper keeps the original's name and docstring, and points back to it (__wrapped__)."""
+    return lambda original: functools.wraps(original)(make_wrapper(original))
+
+
+def _with_preview_method(component_args):
+    """The "Live preview method" radio's arguments with "Latent bridge" among the choices.
+
+    The settings tab builds the radio from `component_args`, which the webui allows to be a dict
+    or a function returning one (called each time the tab is built); either form is kept.
+    """
+    def add(args):
+        choices = list(args.get("choices") or ())
+        if previews.METHOD not in choices:
+            choices.append(previews.METHOD)
+        return dict(args, choices=choices)
+
+    if callable(component_args):
+        return lambda: add(component_args())
+    return add(component_args or {})
 
 
 def _wrap_sample(original):

@@ -7,9 +7,10 @@ import, every time; the function patches survive a reload and are undone on unlo
 
 from modules import script_callbacks
 
-from latent_bridge_shim import autostart, hooks, settings
+from latent_bridge_shim import autostart, hires, hooks, settings
 
 hooks.install()
 script_callbacks.on_ui_settings(settings.register)
+script_callbacks.on_cfg_denoiser(hires.follow_first_pass_model)
 script_callbacks.on_script_unloaded(hooks.uninstall)
 autostart.start_in_background()

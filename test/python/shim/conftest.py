@@ -23,7 +23,7 @@ sys.path.insert(0, str(STANDIN))
 sys.path.insert(0, str(HERE))
 
 import checkpoints  # noqa: E402
-from modules import errors, patches, processing, script_callbacks, sd_models, sd_samplers_common, shared, shared_options, shared_state  # noqa: E402
+from modules import errors, images, patches, processing, script_callbacks, sd_models, sd_samplers_common, shared, shared_options, shared_state  # noqa: E402
 
 import webui as standin  # noqa: E402
 
@@ -124,6 +124,7 @@ def _reset_standin():
     patches.originals.clear()
     script_callbacks.clear_callbacks()
     errors.reported.clear()
+    images.saved.clear()
     importlib.reload(shared_options)
     shared.opts.data_labels.clear()
     shared.opts.data_labels.update(shared_options.options_templates)

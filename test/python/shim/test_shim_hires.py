@@ -7,7 +7,7 @@ import torch
 
 import reference_nets
 from conftest import CONFORMANCE, import_from_extension
-from modules import shared
+from modules import images, sd_samplers_common, shared
 
 OUR_MODE = "Latent (latent-bridge)"
 # A1111's infotext parser (generation_parameters_copypaste.re_param).
@@ -97,8 +97,56 @@ def test_sdxl_first_pass_sd15_hires_with_our_mode_is_interposed_and_upscaled(web
     assert warnings_log() == []
 
 
+def resize_fp16_as_on_a_gpu(monkeypatch):
+    """The webui holds float16 latents only on GPUs, where interpolate takes them; torch 1.13
+    cannot on the CPU (nor could the webui there), so the webui's resize goes through float32."""
+    interpolate = torch.nn.functional.interpolate
+
+    def gpu_like(input, *args, **kwargs):
+        if input.dtype == torch.float16 and input.device.type == "cpu":
+            return interpolate(input.float(), *args, **kwargs).half()
+        return interpolate(input, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "interpolate", gpu_like)
+
+
 @torch.no_grad()
-def test_batch_of_three_in_fp16_comes_back_fp16(webui, sidecar, warnings_log):
+def test_a_refiner_in_the_first_pass_decides_what_the_hires_model_is_given(webui, sidecar, warnings_log):
+    """SD1.5 refined by SDXL in the first pass: its latents end in SDXL's space, and the hires
+    pass (same checkpoint: SD1.5 loaded back) gets them converted xl -> v1."""
+    webui.start("--latent-bridge-url", sidecar.url, "--latent-bridge-autostart", "off")
+    shared.opts.data["latent_bridge_previews"] = False
+    shared.opts.data["hires_fix_refiner_pass"] = "first pass"
+    refined = dict(width=128, height=128, steps=4, refiner_checkpoint="sdxl", refiner_switch_at=0.5)
+    first = first_pass(webui, "sd15", **refined)
+    p, processed = webui.txt2img("sd15", enable_hr=True, denoising_strength=0.4, hr_scale=1.5, hr_upscaler="Latent", **refined)
+    assert processed.extra_generation_params["Refiner"] == "sdxl"
+    assert processed.extra_generation_params["Latent bridge"] == "xl->v1 interposed"
+    interposed = reference("xl-to-v1")(first / 0.13025) * 0.18215
+    expected = torch.nn.functional.interpolate(interposed, size=(24, 24), mode="bilinear", antialias=False)
+    assert_close(p.hr_input_latents, expected, 1e-4)
+    assert warnings_log() == []
+
+
+@torch.no_grad()
+def test_the_copy_saved_before_hires_fix_is_decoded_from_converted_latents(webui, sidecar):
+    """The webui saves it from the latents it is about to resize, with the hires model (already
+    loaded): that model gets latents of its own family."""
+    first, p, processed = run(webui, sidecar, "sdxl", width=64, height=64, steps=2, batch_size=2, hr_scale=2.0, hr_upscaler="Latent", hr_checkpoint_name="sd15")
+    assert images.saved == []
+    shared.opts.data["save_images_before_highres_fix"] = True
+    p, processed = webui.txt2img("sdxl", enable_hr=True, denoising_strength=0.4, width=64, height=64, steps=2, batch_size=2, hr_scale=2.0, hr_upscaler="Latent", hr_checkpoint_name="sd15")
+    assert [suffix for _, suffix in images.saved] == ["-before-highres-fix"] * 2
+    interposed = reference("xl-to-v1")(first / 0.13025) * 0.18215
+    for index, (image, _) in enumerate(images.saved):
+        expected = sd_samplers_common.sample_to_image(interposed, index, approximation=0)
+        assert image.shape == expected.shape == (64, 64, 3)
+        assert (image.int() - expected.int()).abs().max() <= 1
+
+
+@torch.no_grad()
+def test_batch_of_three_in_fp16_comes_back_fp16(webui, sidecar, warnings_log, monkeypatch):
+    resize_fp16_as_on_a_gpu(monkeypatch)
     first, p, processed = run(webui, sidecar, "sdxl", width=128, height=128, steps=3, batch_size=3, dtype=torch.float16, hr_scale=1.5, hr_upscaler=OUR_MODE, hr_checkpoint_name="sd15")
     assert first.dtype == torch.float16 and first.shape == (3, 4, 16, 16)
     assert p.hr_input_latents.dtype == torch.float16 and p.hr_input_latents.shape == (3, 4, 24, 24)

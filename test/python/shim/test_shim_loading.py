@@ -61,12 +61,29 @@ def test_reload_ui_twice_leaves_exactly_one_wrapper(webui):
     assert list(shared.latent_upscale_modes).count("Latent (latent-bridge)") == 1
     assert shared.opts.data_labels["show_progress_type"].component_args["choices"].count("Latent bridge") == 1
     assert len(script_callbacks.callback_map["callbacks_script_unloaded"]) == 1
-    assert len(patches.originals["latent_bridge"]) == len(HOOKED)
+    assert len(patches.originals["latent_bridge"]) == len(HOOKED) + 1  # and the preview method radio
+
+
+def test_preview_method_choice_when_the_webui_gives_the_radio_a_function(webui):
+    """Options may give component_args as a function (called when the Settings tab is built), as
+    many of the webui's own do; the choice is added then, and unloading puts the function back."""
+    info = shared.opts.data_labels["show_progress_type"]
+    info.component_args = lambda: {"choices": ["Approx NN", "Approx cheap", "TAESD"]}
+    original = info.component_args
+    webui.start("--latent-bridge-autostart", "off")
+    assert callable(info.component_args)
+    assert info.component_args()["choices"] == ["Approx NN", "Approx cheap", "TAESD", "Latent bridge"]
+    webui.reload()
+    assert info.component_args()["choices"].count("Latent bridge") == 1
+    script_callbacks.script_unloaded_callback()
+    assert info.component_args is original
 
 
 def test_unloading_takes_everything_out(webui):
+    radio_args = shared.opts.data_labels["show_progress_type"].component_args
     webui.start("--latent-bridge-autostart", "off")
     script_callbacks.script_unloaded_callback()
+    assert shared.opts.data_labels["show_progress_type"].component_args is radio_args
     for obj, field in HOOKED:
         assert getattr(obj, field) is ORIGINALS[field]
     assert "Latent (latent-bridge)" not in shared.latent_upscale_modes

@@ -1,32 +1,25 @@
-"""modules/processing.py (§2, §5): txt2img with hires fix in the webui's order.
+"""modules/processing.py (§2, §5): txt2img with hires fix in the webui's order (A1111 1.10.1).
 
 `sample` runs the first pass, swaps in the hires checkpoint, then calls `sample_hr_pass`,
-which resizes latents with `torch.nn.functional.interpolate` to `hr_upscale_to // opt_f`.
-The stand-in has no VAE, so both passes return latents where the webui returns images.
+which saves the "before highres fix" copies, resizes latents with exactly the webui's
+`torch.nn.functional.interpolate` call (no help for dtypes torch cannot resize on the CPU),
+then makes the image conditioning from the resized latents. The stand-in has no VAE, so both
+passes return latents where the webui's `sample_hr_pass` returns decoded images.
 """
 
 import json
 
 import torch
 
-from modules import sd_models, sd_samplers, shared
+from modules import images, sd_models, sd_samplers, shared
+from modules.sd_samplers_common import decode_first_stage
 
 opt_C = 4
 opt_f = 8
 
 
-def _interpolate(samples, size, mode, antialias):
-    """The webui's call; torch 1.13 cannot interpolate float16 on the CPU (the webui runs fp16 on GPUs only),
-    so the stand-in does that one case in float32, which gives the same numbers."""
-    if samples.dtype == torch.float16 and samples.device.type == "cpu":
-        return _interpolate(samples.float(), size, mode, antialias).half()
-    if mode.startswith("nearest"):
-        return torch.nn.functional.interpolate(samples, size=size, mode=mode)
-    return torch.nn.functional.interpolate(samples, size=size, mode=mode, antialias=antialias)
-
-
 class StableDiffusionProcessing:
-    def __init__(self, prompt="", seed=1, width=512, height=512, steps=8, batch_size=1, n_iter=1, sampler_name="Euler", dtype=torch.float32, device="cpu"):
+    def __init__(self, prompt="", seed=1, width=512, height=512, steps=8, batch_size=1, n_iter=1, sampler_name="Euler", refiner_checkpoint=None, refiner_switch_at=None, dtype=torch.float32, device="cpu"):
         self.prompt = prompt
         self.seed = seed
         self.width = width
@@ -35,6 +28,9 @@ class StableDiffusionProcessing:
         self.batch_size = batch_size
         self.n_iter = n_iter
         self.sampler_name = sampler_name
+        self.refiner_checkpoint = refiner_checkpoint
+        self.refiner_switch_at = refiner_switch_at
+        self.refiner_checkpoint_info = None
         self.dtype = dtype
         self.device = torch.device(device)
         self.extra_generation_params = {}
@@ -118,8 +114,15 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
             if self.hr_upscaler is not None:
                 self.extra_generation_params["Hires upscaler"] = self.hr_upscaler
 
-    def txt2img_image_conditioning(self, x):
+    def txt2img_image_conditioning(self, x, width=None, height=None):
+        """What the webui gives a model that is not an inpainting one: a dummy per latent of the batch."""
         return x.new_zeros(x.shape[0], 5, 1, 1)
+
+    def img2img_image_conditioning(self, source_image, latent_image, image_mask=None, round_image_mask=True):
+        return latent_image.new_zeros(latent_image.shape[0], 5, 1, 1)
+
+    def save_samples(self):
+        return True
 
     def sample(self, conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
         self.sampler = sd_samplers.create_sampler(self.sampler_name, self.sd_model)
@@ -144,11 +147,25 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
         target_width = self.hr_upscale_to_x
         target_height = self.hr_upscale_to_y
 
+        def save_intermediate(image, index):
+            """Saves the image before hires fix, decoded in full by the model loaded now (the hires one)."""
+            if not self.save_samples() or not shared.opts.save_images_before_highres_fix:
+                return
+            image = sd_samplers.sample_to_image(image, index, approximation=0)
+            images.save_image(image, None, "", None, None, "png", info=None, p=self, suffix="-before-highres-fix")
+
         self.sampler = sd_samplers.create_sampler(self.sampler_name, self.sd_model)
 
         if self.latent_scale_mode is not None:
-            samples = _interpolate(samples, size=(target_height // opt_f, target_width // opt_f), mode=self.latent_scale_mode["mode"], antialias=self.latent_scale_mode["antialias"])
-            image_conditioning = self.txt2img_image_conditioning(samples)
+            for i in range(samples.shape[0]):
+                save_intermediate(samples, i)
+
+            samples = torch.nn.functional.interpolate(samples, size=(target_height // opt_f, target_width // opt_f), mode=self.latent_scale_mode["mode"], antialias=self.latent_scale_mode["antialias"])
+
+            if getattr(self, "inpainting_mask_weight", shared.opts.inpainting_mask_weight) < 1.0:
+                image_conditioning = self.img2img_image_conditioning(decode_first_stage(self.sd_model, samples), samples)
+            else:
+                image_conditioning = self.txt2img_image_conditioning(samples)
         else:
             raise NotImplementedError("the stand-in webui has no decoded hires path")
 
@@ -187,12 +204,16 @@ def process_images(p):
     """process_images_inner in short: one `sample` per batch iteration, the main checkpoint back first."""
     shared.state.begin(job="txt2img")
     try:
+        if p.refiner_checkpoint not in (None, "", "None", "none"):
+            p.refiner_checkpoint_info = sd_models.get_closet_checkpoint_match(p.refiner_checkpoint)
+            if p.refiner_checkpoint_info is None:
+                raise Exception(f"Could not find checkpoint with name {p.refiner_checkpoint}")
         p.init()
         shared.state.job_count = p.n_iter * (2 if p.enable_hr else 1)
         outputs = []
         for n in range(p.n_iter):
             p.iteration = n
-            sd_models.reload_model_weights()
+            sd_models.reload_model_weights()  # the model can have been changed by the refiner
             samples = p.sample(conditioning=None, unconditional_conditioning=None, seeds=None, subseeds=None, subseed_strength=0.0, prompts=[p.prompt])
             outputs.append(samples)
             shared.state.nextjob()

@@ -14,6 +14,7 @@ class CFGDenoiser:
     def forward(self, x, sigma):
         if shared.state.interrupted or shared.state.skipped:
             raise sd_samplers_common.InterruptedException
+        sd_samplers_common.apply_refiner(self, sigma)
         params = script_callbacks.CFGDenoiserParams(x, None, sigma, shared.state.sampling_step, shared.state.sampling_steps, None, None, self)
         script_callbacks.cfg_denoiser_callback(params)
         denoised = shared.sd_model.apply_model(params.x, params.sigma)

@@ -2,7 +2,7 @@
 
 import torch
 
-from modules import sd_vae_approx, shared
+from modules import sd_models, sd_vae_approx, shared
 
 approximation_indexes = {"Full": 0, "Approx NN": 1, "Approx cheap": 2, "TAESD": 3}
 
@@ -36,6 +36,7 @@ def single_sample_to_image(sample, approximation=None):
 
 
 def decode_first_stage(model, x):
+    """The full decode the webui makes for images (sd_vae_decode_method), never a live preview."""
     approx_index = approximation_indexes.get(shared.opts.sd_vae_decode_method, 0)
     return samples_to_images_tensor(x, approx_index, model)
 
@@ -64,6 +65,34 @@ def setup_img2img_steps(p, steps=None):
 
 class InterruptedException(BaseException):
     pass
+
+
+def apply_refiner(cfg_denoiser, sigma=None):
+    """Swaps in the refiner mid-pass, the latents going on as they are. The stand-in's sigmas are
+    not a model's, so the switch point is counted in sampling steps (the webui's
+    refiner_switch_by_sample_steps); it has no conds to set up again afterwards."""
+    completed_ratio = cfg_denoiser.step / cfg_denoiser.total_steps
+    refiner_switch_at = cfg_denoiser.p.refiner_switch_at
+    refiner_checkpoint_info = cfg_denoiser.p.refiner_checkpoint_info
+
+    if refiner_switch_at is not None and completed_ratio < refiner_switch_at:
+        return False
+    if refiner_checkpoint_info is None or shared.sd_model.sd_checkpoint_info == refiner_checkpoint_info:
+        return False
+    if getattr(cfg_denoiser.p, "enable_hr", False):
+        is_second_pass = cfg_denoiser.p.is_hr_pass
+        if shared.opts.hires_fix_refiner_pass == "first pass" and is_second_pass:
+            return False
+        if shared.opts.hires_fix_refiner_pass == "second pass" and not is_second_pass:
+            return False
+        if shared.opts.hires_fix_refiner_pass != "second pass":
+            cfg_denoiser.p.extra_generation_params["Hires refiner"] = shared.opts.hires_fix_refiner_pass
+
+    cfg_denoiser.p.extra_generation_params["Refiner"] = refiner_checkpoint_info.short_title
+    cfg_denoiser.p.extra_generation_params["Refiner switch at"] = refiner_switch_at
+    with sd_models.SkipWritingToConfig():
+        sd_models.reload_model_weights(info=refiner_checkpoint_info)
+    return True
 
 
 class Sampler:

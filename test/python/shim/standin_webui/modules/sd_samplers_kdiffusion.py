@@ -19,7 +19,14 @@ class KDiffusionSampler(sd_samplers_common.Sampler):
             self.callback_state({"i": i})
         return x
 
+    @staticmethod
+    def _check_image_conditioning(x, image_conditioning):
+        """The webui's CFGDenoiser takes one image conditioning per latent of the batch, by index."""
+        if image_conditioning is not None and image_conditioning.shape[0] < x.shape[0]:
+            raise IndexError(f"index {image_conditioning.shape[0]} is out of bounds for dimension 0 with size {image_conditioning.shape[0]}")
+
     def sample(self, p, x, conditioning, unconditional_conditioning, steps=None, image_conditioning=None):
+        self._check_image_conditioning(x, image_conditioning)
         steps = steps or p.steps
         sigmas = torch.linspace(1.0, 0.0, steps + 1)
         self.model_wrap_cfg.p = p
@@ -27,6 +34,7 @@ class KDiffusionSampler(sd_samplers_common.Sampler):
         return self.launch_sampling(steps, lambda: self._euler(x, sigmas))
 
     def sample_img2img(self, p, x, noise, conditioning, unconditional_conditioning, steps=None, image_conditioning=None):
+        self._check_image_conditioning(x, image_conditioning)
         steps, t_enc = sd_samplers_common.setup_img2img_steps(p, steps)
         sigmas = torch.linspace(1.0, 0.0, steps + 1)[steps - t_enc - 1:]
         self.model_wrap_cfg.p = p
