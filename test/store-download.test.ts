@@ -71,10 +71,11 @@ describe('model store downloads from a hub', () => {
     expect(await readlink(file)).toBe(`../../../blobs/${sha}`);
     expect(await readdir(path.join(repoDir, 'blobs'))).toEqual([sha]);
     expect(sha256Hex(await readFile(file))).toBe(sha);
-    // One metadata round (commit of main, paths-info, size probe) and one transfer.
+    // One metadata round (commit of main, paths-info) and one transfer: paths-info already gave the size.
     expect(hub.count('/api/models/city96/SD-Latent-Interposer/revision/main')).toBe(1);
     expect(hub.count('/api/models/city96/SD-Latent-Interposer/paths-info/')).toBe(1);
-    expect(hub.count('/cdn/')).toBe(2);
+    expect(hub.count('/city96/SD-Latent-Interposer/resolve/')).toBe(1);
+    expect(hub.count('/cdn/')).toBe(1);
   });
 
   it('downloads from a bare mirror that serves only paths-info and resolve', async () => {
@@ -82,10 +83,10 @@ describe('model store downloads from a hub', () => {
     const sha = hostModel(hub, interposer, XL_TO_V1, MAIN_COMMIT);
     const file = await store().resolve(interposer);
     expect(sha256Hex(await readFile(file))).toBe(sha);
-    // Without a commit from the hub, the snapshot is named after the content, as @huggingface/hub does.
+    // Without the revision endpoint, the snapshot is named after the X-Repo-Commit of resolve, as Python names it.
     const repoDir = path.join(cacheDir, 'models--city96--SD-Latent-Interposer');
-    expect(await readFile(path.join(repoDir, 'refs', 'main'), 'utf8')).toBe(sha.slice(0, 40));
-    expect(file).toBe(path.join(repoDir, 'snapshots', sha.slice(0, 40), 'v4.0', interposer.fileName));
+    expect(await readFile(path.join(repoDir, 'refs', 'main'), 'utf8')).toBe(MAIN_COMMIT);
+    expect(file).toBe(path.join(repoDir, 'snapshots', MAIN_COMMIT, 'v4.0', interposer.fileName));
     // A second store finds it offline through refs/main, as Python would.
     expect(await store({ offline: true }).resolve(interposer)).toBe(file);
   });

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { pipeline } from 'node:stream/promises';
-import { HubApiError, InvalidApiResponseFormatError, fileDownloadInfo, modelInfo, pathsInfo } from '@huggingface/hub';
+import { HubApiError, InvalidApiResponseFormatError, modelInfo, pathsInfo } from '@huggingface/hub';
 import { BridgeError } from '../errors.ts';
 import type { ProgressReporter } from './download-progress.ts';
 import { hashFileInto } from './file-digest.ts';
@@ -46,6 +46,15 @@ export function hubFetch(access: HubAccess): typeof fetch {
   };
 }
 
+/**
+ * Where the file's bytes are asked for: `resolve` with the revision as named, not the commit, since
+ * a mirror may serve branches only; the sha256 check rejects the bytes should the branch have
+ * moved since paths-info.
+ */
+function resolveUrl(spec: ModelSpec, access: HubAccess): string {
+  return `${access.hubUrl}/${spec.repo}/resolve/${encodeURIComponent(spec.revision)}/${spec.path}`;
+}
+
 /** Asks the hub for the file's sha256 and size, and for the commit its revision points to now. */
 export async function describeHubFile(spec: ModelSpec, access: HubAccess): Promise<HubFile> {
   const fetchFn = hubFetch(access);
@@ -62,8 +71,9 @@ export async function describeHubFile(spec: ModelSpec, access: HubAccess): Promi
 /**
  * The commit a branch points to, which names the snapshot folder and goes into `refs/<branch>`
  * for Python's offline lookup. The revision endpoint says it; a mirror without that endpoint is
- * no reason to fail: then the file's last commit stands in, else its content hash, as
- * @huggingface/hub's own download does. The sha256 check keeps the bytes honest either way.
+ * no reason to fail: then the `X-Repo-Commit` its resolve answer carries stands in (what Python's
+ * `huggingface_hub` names the snapshot after), else the file's last commit, else its content
+ * hash, as @huggingface/hub's own download does. The sha256 check keeps the bytes honest either way.
  */
 async function branchCommit(spec: ModelSpec, access: HubAccess, fetchFn: typeof fetch, lastCommit: string | undefined, sha256: string): Promise<string> {
   try {
@@ -73,7 +83,15 @@ async function branchCommit(spec: ModelSpec, access: HubAccess, fetchFn: typeof 
     const unsupported = (error instanceof HubApiError && [404, 405, 501].includes(error.statusCode)) || error instanceof InvalidApiResponseFormatError;
     if (!unsupported) throw error;
   }
-  return lastCommit !== undefined && COMMIT_HASH.test(lastCommit) ? lastCommit : sha256.slice(0, 40);
+  const candidates = [await resolvedCommit(spec, access, fetchFn), lastCommit];
+  return candidates.find((commit) => commit !== undefined && COMMIT_HASH.test(commit)) ?? sha256.slice(0, 40);
+}
+
+/** `X-Repo-Commit` of the resolve answer itself (not of a CDN it redirects to), asking for one byte. */
+async function resolvedCommit(spec: ModelSpec, access: HubAccess, fetchFn: typeof fetch): Promise<string | undefined> {
+  const response = await fetchFn(resolveUrl(spec, access), { headers: { Range: 'bytes=0-0' }, redirect: 'manual' });
+  await response.body?.cancel();
+  return response.headers.get('x-repo-commit')?.toLowerCase() ?? undefined;
 }
 
 async function sizeOnDisk(file: string): Promise<number> {
@@ -111,25 +129,24 @@ async function openTransfer(url: string, offset: number, fetchFn: typeof fetch):
  * `.incomplete` for the next try to resume.
  */
 export async function transferBlob(spec: ModelSpec, file: HubFile, access: HubAccess, cache: HfCache, progress: ProgressReporter): Promise<void> {
-  const fetchFn = hubFetch(access);
-  // The revision as named, not the commit: a mirror may serve branches only, and the sha256 check
-  // rejects the bytes should the branch have moved since paths-info.
-  const info = await fileDownloadInfo({ repo: spec.repo, path: spec.path, revision: spec.revision, hubUrl: access.hubUrl, fetch: fetchFn });
-  if (info === null) throw new HubApiError(`${access.hubUrl}/${spec.repo}/resolve/${spec.revision}/${spec.path}`, 404);
-  if (info.size !== file.size) {
-    throw new InvalidApiResponseFormatError(`${spec.path} is ${info.size} bytes to download but paths-info says ${file.size}`);
-  }
   const incomplete = cache.incompletePath(spec.repo, file.sha256);
   await mkdir(path.dirname(incomplete), { recursive: true });
   const partial = await sizeOnDisk(incomplete);
-  const { response, offset } = await openTransfer(info.url, partial > 0 && partial < file.size ? partial : 0, fetchFn);
+  const { response, offset } = await openTransfer(resolveUrl(spec, access), partial > 0 && partial < file.size ? partial : 0, hubFetch(access));
   if (response.body === null) throw new InterruptedTransfer(`empty response for ${spec.path}`);
 
   const hash = createHash('sha256');
   if (offset > 0) await hashFileInto(hash, incomplete);
   const bar = progress.start({ model: spec.name, fileName: spec.fileName, total: file.size, resumedFrom: offset });
+  let written = offset;
   const tap = new Transform({
     transform(chunk: Buffer, _encoding, done) {
+      written += chunk.length;
+      // A server that sends more than the hub reported would otherwise fill the disk.
+      if (written > file.size) {
+        done(new InvalidApiResponseFormatError(`${spec.path}: the server sent more than the ${file.size} bytes paths-info reported`));
+        return;
+      }
       hash.update(chunk);
       bar.advance(chunk.length);
       done(null, chunk);
@@ -139,12 +156,12 @@ export async function transferBlob(spec: ModelSpec, file: HubFile, access: HubAc
     await pipeline(Readable.fromWeb(response.body as NodeReadableStream), tap, createWriteStream(incomplete, { flags: offset > 0 ? 'a' : 'w' }));
   } catch (error) {
     bar.end('failed');
+    if (written > file.size) await rm(incomplete, { force: true });
     throw error;
   }
   const received = await sizeOnDisk(incomplete);
   if (received !== file.size) {
     bar.end('failed');
-    if (received > file.size) await rm(incomplete, { force: true });
     throw new InterruptedTransfer(`received ${received} of ${file.size} bytes of ${spec.path}`);
   }
   const digest = hash.digest('hex');
