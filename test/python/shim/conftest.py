@@ -21,6 +21,8 @@ CONFORMANCE = REPO.parent / "shared" / "conformance"
 # The stand-in webui is what `import modules` finds, as in the webui's own process.
 sys.path.insert(0, str(STANDIN))
 sys.path.insert(0, str(HERE))
+# Shared test helpers (reference networks, safetensors files) live one folder up.
+sys.path.insert(0, str(HERE.parent))
 
 import checkpoints  # noqa: E402
 from modules import errors, images, patches, processing, script_callbacks, sd_models, sd_samplers_common, shared, shared_options, shared_state  # noqa: E402
