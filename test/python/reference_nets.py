@@ -1,36 +1,16 @@
 """city96's two networks in PyTorch, to check what the sidecar returns through the shim.
 
 Interposer v4 (`InterposerModel`) and latent upscaler v2 (`LatentUpscaler`), rebuilt from the
-key layout in shared/conformance/README.md and checked against its vectors (test_shim_reference.py).
+key layout in shared/conformance/README.md and checked against its vectors (test_networks_reference.py).
 Both work on raw VAE latents; the webui holds model space (raw * scale).
 """
 
-import json
-import struct
-
-import numpy as np
-import torch
 from torch import nn
+
+from safetensors_io import load_safetensors
 
 # Model space = raw * scale for the families the tests convert (no shift for v1/xl).
 SCALE = {"v1": 0.18215, "xl": 0.13025}
-
-_DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
-
-
-def load_safetensors(path):
-    with open(path, "rb") as f:
-        (length,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(length))
-        body = f.read()
-    tensors = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        start, end = info["data_offsets"]
-        array = np.frombuffer(body[start:end], dtype=_DTYPES[info["dtype"]]).reshape(info["shape"])
-        tensors[name] = torch.from_numpy(array.copy())
-    return tensors
 
 
 class _Extract(nn.Module):
