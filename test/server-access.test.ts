@@ -79,6 +79,25 @@ describe('without a token (loopback only)', () => {
   });
 });
 
+describe('on IPv6 loopback', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startTestServer({ host: '::1', models: [] });
+  });
+  afterAll(() => server.close());
+
+  it('serves [::1] with its own origin, and refuses other origins and hosts', async () => {
+    const port = server.server.port;
+    expect(server.server.url).toBe(`http://[::1]:${port}`);
+    const wsUrl = `ws://[::1]:${port}/ws`;
+    expect(await tryUpgrade(wsUrl)).toEqual({ opened: true });
+    expect(await tryUpgrade(wsUrl, { origin: `http://[::1]:${port}` })).toEqual({ opened: true });
+    expect(await tryUpgrade(wsUrl, { origin: `http://127.0.0.1:${port}` })).toEqual({ opened: false, status: 403 });
+    expect(await tryUpgrade(wsUrl, { headers: { Host: `[::2]:${port}` } })).toEqual({ opened: false, status: 403 });
+    expect((await fetch(`${server.server.url}/healthz`)).status).toBe(200);
+  });
+});
+
 describe('with a token', () => {
   let server: TestServer;
   const token = 's3cret-token';
