@@ -1,11 +1,10 @@
-import { readFileSync } from 'node:fs';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { makeLatent } from '../src/latent.ts';
 import { silentProgress } from '../src/store/download-progress.ts';
-import { findModelSpec } from '../src/store/registry.ts';
+import { specsNamed } from '../src/store/registry.ts';
 import { ModelStore } from '../src/store/store.ts';
 import { CONFORMANCE_DIR, seededData } from './support/conformance.ts';
 import { FakeHub, hostModel } from './support/fake-hub.ts';
@@ -20,8 +19,7 @@ describe('requests waiting for a model download', () => {
 
   beforeEach(async () => {
     hub = await FakeHub.start();
-    const spec = findModelSpec('upscaler-v1-x2.0');
-    if (spec === undefined) throw new Error('no upscaler-v1-x2.0');
+    const [spec] = specsNamed(['upscaler-v1-x2.0']);
     hostModel(hub, spec, readFileSync(path.join(CONFORMANCE_DIR, `${STAND_INS[spec.name]}.weights.safetensors`)));
     release = hub.holdTransfers();
     const work = mkdtempSync(path.join(os.tmpdir(), 'latent-bridge-loading-'));

@@ -6,21 +6,15 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentProgress } from '../src/store/download-progress.ts';
-import { findModelSpec, type ModelSpec } from '../src/store/registry.ts';
+import { specsNamed } from '../src/store/registry.ts';
 import { ModelStore, type ModelStatus } from '../src/store/store.ts';
 import { storeOptionsFromEnv } from '../src/store/store-options.ts';
+import { CONFORMANCE_DIR } from './support/conformance.ts';
 import { FakeHub, hostModel } from './support/fake-hub.ts';
 
 const BIN = fileURLToPath(new URL('../bin/latent-bridge.js', import.meta.url));
-const CONFORMANCE_DIR = fileURLToPath(new URL('../../shared/conformance/', import.meta.url));
 const UPSCALER = readFileSync(path.join(CONFORMANCE_DIR, 'upscaler-x1.5.weights.safetensors'));
 const FX_TO_XL = readFileSync(path.join(CONFORMANCE_DIR, 'interposer-fx-to-xl-small.weights.safetensors'));
-
-function spec(name: string): ModelSpec {
-  const found = findModelSpec(name);
-  if (found === undefined) throw new Error(`no model ${name}`);
-  return found;
-}
 
 interface Run {
   code: number;
@@ -32,9 +26,7 @@ describe('latent-bridge models', () => {
   let hub: FakeHub;
   let work: string;
   let env: NodeJS.ProcessEnv;
-  const upscaler = spec('upscaler-v1-x1.5');
-  const interposer = spec('interposer-fx-to-xl');
-  const local = spec('upscaler-v1-x1.25');
+  const [upscaler, interposer, local] = specsNamed(['upscaler-v1-x1.5', 'interposer-fx-to-xl', 'upscaler-v1-x1.25']);
 
   function cli(...args: string[]): Promise<Run> {
     return new Promise((resolve) => {

@@ -2,25 +2,18 @@ import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BridgeError } from '../src/errors.ts';
 import { silentProgress } from '../src/store/download-progress.ts';
-import { findModelSpec, type ModelSpec, UPSCALER_REVISION } from '../src/store/registry.ts';
+import { specsNamed, UPSCALER_REVISION } from '../src/store/registry.ts';
 import { ModelStore, type ModelStoreOptions } from '../src/store/store.ts';
 import { storeOptionsFromEnv } from '../src/store/store-options.ts';
+import { CONFORMANCE_DIR } from './support/conformance.ts';
 import { FakeHub, hostModel, sha256Hex } from './support/fake-hub.ts';
 
-const CONFORMANCE_DIR = fileURLToPath(new URL('../../shared/conformance/', import.meta.url));
 const XL_TO_V1 = readFileSync(path.join(CONFORMANCE_DIR, 'interposer-xl-to-v1.weights.safetensors'));
 const UPSCALER = readFileSync(path.join(CONFORMANCE_DIR, 'upscaler-x1.25-small.weights.safetensors'));
 const MAIN_COMMIT = 'c0ffee0000000000000000000000000000000001';
-
-function spec(name: string): ModelSpec {
-  const found = findModelSpec(name);
-  if (found === undefined) throw new Error(`no model ${name}`);
-  return found;
-}
 
 async function rejection(promise: Promise<unknown>): Promise<BridgeError> {
   const error = await promise.then(
@@ -35,8 +28,7 @@ describe('model store downloads from a hub', () => {
   let hub: FakeHub;
   let work: string;
   let cacheDir: string;
-  const interposer = spec('interposer-xl-to-v1');
-  const upscaler = spec('upscaler-v1-x1.25');
+  const [interposer, upscaler] = specsNamed(['interposer-xl-to-v1', 'upscaler-v1-x1.25']);
 
   beforeEach(async () => {
     hub = await FakeHub.start();

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BridgeError } from '../src/errors.ts';
 import { silentProgress } from '../src/store/download-progress.ts';
-import { findModelSpec, type ModelSpec } from '../src/store/registry.ts';
+import { type ModelSpec, specsNamed } from '../src/store/registry.ts';
 import { ModelStore } from '../src/store/store.ts';
 import { storeOptionsFromEnv } from '../src/store/store-options.ts';
 import { CONFORMANCE_DIR } from './support/conformance.ts';
@@ -116,7 +116,7 @@ async function startMirror(spec: ModelSpec, options: MirrorOptions) {
 }
 
 describe('downloads from a minimal mirror (paths-info and resolve only)', () => {
-  const interposer = findModelSpec('interposer-xl-to-v1') as ModelSpec;
+  const [interposer] = specsNamed(['interposer-xl-to-v1']);
   let work: string;
   let mirror: Awaited<ReturnType<typeof startMirror>> | undefined;
 

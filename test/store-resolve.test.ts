@@ -6,21 +6,15 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BridgeError } from '../src/errors.ts';
 import { silentProgress } from '../src/store/download-progress.ts';
-import { findModelSpec, type ModelSpec, UPSCALER_REVISION } from '../src/store/registry.ts';
+import { type ModelSpec, specsNamed, UPSCALER_REVISION } from '../src/store/registry.ts';
 import { ModelStore, type ModelStoreOptions } from '../src/store/store.ts';
 import { PACKAGE_MODELS_DIR, hubCacheDir, resolveStoreOptions, storeOptionsFromEnv } from '../src/store/store-options.ts';
+import { CONFORMANCE_DIR } from './support/conformance.ts';
 import { FakeHub, hostModel, sha256Hex } from './support/fake-hub.ts';
 
-const CONFORMANCE_DIR = fileURLToPath(new URL('../../shared/conformance/', import.meta.url));
 const V1_TO_V3 = readFileSync(path.join(CONFORMANCE_DIR, 'interposer-v1-to-v3-small.weights.safetensors'));
 const UPSCALER = readFileSync(path.join(CONFORMANCE_DIR, 'upscaler-x1.25-small.weights.safetensors'));
 const PYTHON_COMMIT = '1234567890abcdef1234567890abcdef12345678';
-
-function spec(name: string): ModelSpec {
-  const found = findModelSpec(name);
-  if (found === undefined) throw new Error(`no model ${name}`);
-  return found;
-}
 
 /** Lays a file into `cache` exactly as Python's hf_hub_download(repo, subfolder, filename) does. */
 async function pythonCacheFile(cache: string, model: ModelSpec, commit: string, content: Buffer, ref?: string): Promise<string> {
@@ -42,8 +36,7 @@ describe('model store lookup order', () => {
   let work: string;
   let models: string;
   let cache: string;
-  const interposer = spec('interposer-v1-to-v3');
-  const upscaler = spec('upscaler-v1-x1.25');
+  const [interposer, upscaler] = specsNamed(['interposer-v1-to-v3', 'upscaler-v1-x1.25']);
 
   beforeEach(async () => {
     work = await mkdtemp(path.join(os.tmpdir(), 'store-resolve-'));
