@@ -48,22 +48,24 @@ function spans(size: number, core: number, margin: number, factor: number): Span
   return out;
 }
 
-function crop(input: Tensor4, rows: Span, cols: Span): Tensor4 {
-  const [n, c, , w] = input.shape;
+/** One batch item's input tile. */
+function crop(input: Tensor4, item: number, rows: Span, cols: Span): Tensor4 {
+  const [, c, h, w] = input.shape;
   const height = rows.end - rows.start;
   const width = cols.end - cols.start;
-  const out = new Float32Array(n * c * height * width);
-  const planeSize = input.shape[2] * w;
-  for (let plane = 0; plane < n * c; plane++) {
+  const out = new Float32Array(c * height * width);
+  for (let channel = 0; channel < c; channel++) {
+    const plane = (item * c + channel) * h * w;
     for (let y = 0; y < height; y++) {
-      const from = plane * planeSize + (rows.start + y) * w + cols.start;
-      out.set(input.data.subarray(from, from + width), (plane * height + y) * width);
+      const from = plane + (rows.start + y) * w + cols.start;
+      out.set(input.data.subarray(from, from + width), (channel * height + y) * width);
     }
   }
-  return { shape: [n, c, height, width], data: out };
+  return { shape: [1, c, height, width], data: out };
 }
 
 /**
+ * Batch items run one at a time, so memory does not grow with the batch either.
  * @param maxTileSide largest tile side, in output pixels, that one network run should produce; a
  *   tile is never narrower than three margins, even if that exceeds it.
  */
@@ -71,12 +73,13 @@ export async function runTiled(run: Run, geometry: Geometry, input: Tensor4, max
   const { factor } = geometry;
   const [n, , height, width] = input.shape;
   const maxInputSide = Math.floor(maxTileSide / factor);
-  if (height <= maxInputSide && width <= maxInputSide) return run(input);
+  const fits = height <= maxInputSide && width <= maxInputSide;
+  if (n === 1 && fits) return run(input);
 
   const q = alignmentOf(factor);
   const margin = roundUp(geometry.inputRadius + Math.ceil(geometry.outputRadius / factor) + 1, q);
   // Below a core as wide as a margin, tiles would mostly recompute each other's margins.
-  const core = Math.max(margin, Math.floor((maxInputSide - 2 * margin) / q) * q);
+  const core = fits ? Math.max(height, width) : Math.max(margin, Math.floor((maxInputSide - 2 * margin) / q) * q);
   const rowSpans = spans(height, core, margin, factor);
   const colSpans = spans(width, core, margin, factor);
 
@@ -84,19 +87,22 @@ export async function runTiled(run: Run, geometry: Geometry, input: Tensor4, max
   const outWidth = Math.floor(width * factor);
   let output: Float32Array | undefined;
   let channels = 0;
-  for (const rows of rowSpans) {
-    for (const cols of colSpans) {
-      const tile = await run(crop(input, rows, cols));
-      channels = tile.shape[1];
-      output ??= new Float32Array(n * channels * outHeight * outWidth);
-      const [, , tileHeight, tileWidth] = tile.shape;
-      const offsetY = rows.keepStart - rows.start * factor;
-      const offsetX = cols.keepStart - cols.start * factor;
-      const keepWidth = cols.keepEnd - cols.keepStart;
-      for (let plane = 0; plane < n * channels; plane++) {
-        for (let y = rows.keepStart; y < rows.keepEnd; y++) {
-          const from = (plane * tileHeight + (y - rows.keepStart + offsetY)) * tileWidth + offsetX;
-          output.set(tile.data.subarray(from, from + keepWidth), (plane * outHeight + y) * outWidth + cols.keepStart);
+  for (let item = 0; item < n; item++) {
+    for (const rows of rowSpans) {
+      for (const cols of colSpans) {
+        const tile = await run(crop(input, item, rows, cols));
+        channels = tile.shape[1];
+        output ??= new Float32Array(n * channels * outHeight * outWidth);
+        const [, , tileHeight, tileWidth] = tile.shape;
+        const offsetY = rows.keepStart - rows.start * factor;
+        const offsetX = cols.keepStart - cols.start * factor;
+        const keepWidth = cols.keepEnd - cols.keepStart;
+        for (let channel = 0; channel < channels; channel++) {
+          const plane = item * channels + channel;
+          for (let y = rows.keepStart; y < rows.keepEnd; y++) {
+            const from = (channel * tileHeight + (y - rows.keepStart + offsetY)) * tileWidth + offsetX;
+            output.set(tile.data.subarray(from, from + keepWidth), (plane * outHeight + y) * outWidth + cols.keepStart);
+          }
         }
       }
     }

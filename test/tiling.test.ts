@@ -24,6 +24,7 @@ describe('tiling', () => {
 
   const cases: [string, number | undefined, [number, number, number, number], number][] = [
     ['interposer-v1-to-v3-small', undefined, [2, 4, 61, 47], 32],
+    ['interposer-fx-to-xl-small', undefined, [2, 16, 40, 33], 32],
     ['interposer-ca-to-v1-small', undefined, [1, 4, 77, 50], 24],
     ['upscaler-x1.25-small', undefined, [1, 4, 53, 38], 24],
     ['upscaler-x1.5', undefined, [1, 4, 45, 31], 64],
@@ -47,6 +48,17 @@ describe('tiling', () => {
       expect(maxAbsDiff(tiled.data, whole.data)).toBeLessThan(1e-5);
     });
   }
+
+  it('runs batch items one at a time, each as the whole batch would have it', async () => {
+    const network = await load('upscaler-x1.5');
+    const input = tensor4([3, 4, 20, 14], seededData(3 * 4 * 20 * 14, 12));
+    const batches: number[] = [];
+    const split = await runTiled((t) => (batches.push(t.shape[0]), network.run(t)), network.graph, input, 256);
+    expect(batches).toEqual([1, 1, 1]);
+    const whole = await network.run(input);
+    expect(split.shape).toEqual(whole.shape);
+    expect(maxAbsDiff(split.data, whole.data)).toBeLessThan(1e-5);
+  });
 
   it('does not tile inputs that fit one tile', async () => {
     const network = await load('upscaler-x2.0');
