@@ -1,4 +1,4 @@
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { BridgeError } from './errors.ts';
 import { decodeFloats, encodeFloats, type FloatDtype } from './tensor.ts';
 
@@ -32,6 +32,52 @@ function isDtype(value: unknown): value is SafetensorsDtype {
   return typeof value === 'string' && value in DTYPE_BYTES;
 }
 
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * JSON.parse silently keeps the last of two equal keys, so a file could show one tensor to us and
+ * another to a reader that keeps the first; the header's top-level keys are scanned for a repeat.
+ */
+function firstRepeatedKey(json: string): string | undefined {
+  const seen = new Set<string>();
+  let depth = 0;
+  for (let i = 0; i < json.length; i++) {
+    const char = json[i];
+    if (char === '{' || char === '[') depth++;
+    else if (char === '}' || char === ']') depth--;
+    else if (char === '"') {
+      const start = i;
+      for (i++; json[i] !== '"'; i++) if (json[i] === '\\') i++;
+      let next = i + 1;
+      while (' \t\n\r'.includes(json[next])) next++;
+      if (depth !== 1 || json[next] !== ':') continue;
+      const key = JSON.parse(json.slice(start, i + 1)) as string;
+      if (seen.has(key)) return key;
+      seen.add(key);
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The tensors' byte ranges must cover the data exactly once, as the reference (Rust) reader demands:
+ * overlapping tensors would alias each other, and bytes outside every tensor hide something.
+ */
+function checkRangesTile(ranges: { name: string; begin: number; end: number }[], dataLength: number, where: string): void {
+  ranges.sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let covered = 0;
+  let previous = '';
+  for (const { name, begin, end } of ranges) {
+    if (begin < covered) throw bad(where, `tensors "${previous}" and "${name}" overlap`);
+    if (begin > covered) throw bad(where, `data bytes [${covered}, ${begin}) belong to no tensor`);
+    covered = end;
+    previous = name;
+  }
+  if (covered < dataLength) throw bad(where, `data bytes [${covered}, ${dataLength}) belong to no tensor`);
+}
+
 /** Parses a whole safetensors file held in memory; `where` names it in error messages. */
 export function parseSafetensors(buffer: Uint8Array, where = 'safetensors file'): SafetensorsFile {
   if (buffer.byteLength < 8) throw bad(where, `truncated: ${buffer.byteLength} bytes, not even a header length`);
@@ -41,24 +87,32 @@ export function parseSafetensors(buffer: Uint8Array, where = 'safetensors file')
   const dataStart = 8 + Number(headerLength);
   if (dataStart > buffer.byteLength) throw bad(where, `truncated: header says ${headerLength} bytes but the file has ${buffer.byteLength}`);
 
+  let json: string;
   let header: unknown;
   try {
-    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(buffer.subarray(8, dataStart)));
+    json = new TextDecoder('utf-8', { fatal: true }).decode(buffer.subarray(8, dataStart));
+    header = JSON.parse(json);
   } catch (error) {
     throw bad(where, `header is not valid UTF-8 JSON (${(error as Error).message})`);
   }
-  if (typeof header !== 'object' || header === null || Array.isArray(header)) throw bad(where, 'header is not a JSON object');
+  if (!isPlainObject(header)) throw bad(where, 'header is not a JSON object');
+  const repeated = firstRepeatedKey(json);
+  if (repeated !== undefined) throw bad(where, `header entry ${JSON.stringify(repeated)} appears twice`);
 
   const dataLength = buffer.byteLength - dataStart;
   const tensors = new Map<string, StoredTensor>();
+  const ranges: { name: string; begin: number; end: number }[] = [];
   let metadata: Record<string, string> = {};
   for (const [name, entry] of Object.entries(header)) {
     if (name === '__metadata__') {
-      if (typeof entry !== 'object' || entry === null) throw bad(where, '__metadata__ is not an object');
-      metadata = Object.fromEntries(Object.entries(entry).map(([k, v]) => [k, String(v)]));
+      if (!isPlainObject(entry) || !Object.values(entry).every((v) => typeof v === 'string')) {
+        throw bad(where, '__metadata__ is not an object of strings');
+      }
+      metadata = entry as Record<string, string>;
       continue;
     }
-    const { dtype, shape, data_offsets: offsets } = (entry ?? {}) as Record<string, unknown>;
+    if (!isPlainObject(entry)) throw bad(where, `tensor "${name}" is not an object`);
+    const { dtype, shape, data_offsets: offsets } = entry;
     if (!isDtype(dtype)) throw bad(where, `tensor "${name}" has unsupported dtype ${JSON.stringify(dtype)} (supported: F32, F16, BF16, I64)`);
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
       throw bad(where, `tensor "${name}" has an invalid shape ${JSON.stringify(shape)}`);
@@ -75,7 +129,9 @@ export function parseSafetensors(buffer: Uint8Array, where = 'safetensors file')
       throw bad(where, `tensor "${name}" ${dtype}[${shape.join(', ')}] needs ${expected} bytes but has ${end - begin}`);
     }
     tensors.set(name, { dtype, shape: shape as number[], bytes: buffer.subarray(dataStart + begin, dataStart + end) });
+    ranges.push({ name, begin, end });
   }
+  checkRangesTile(ranges, dataLength, where);
   return { tensors, metadata };
 }
 
@@ -131,6 +187,11 @@ export function serializeSafetensors(tensors: Readonly<Record<string, TensorToWr
 /** Writes through a temporary file and a rename, so a failed write never leaves a half file behind. */
 export async function writeSafetensors(file: string, tensors: Readonly<Record<string, TensorToWrite>>, metadata?: Record<string, string>): Promise<void> {
   const temporary = `${file}.partial-${process.pid}`;
-  await writeFile(temporary, serializeSafetensors(tensors, metadata));
-  await rename(temporary, file);
+  try {
+    await writeFile(temporary, serializeSafetensors(tensors, metadata));
+    await rename(temporary, file);
+  } catch (error) {
+    await rm(temporary, { force: true });
+    throw new BridgeError('bad_file', `cannot write ${file}: ${(error as Error).message}`, { cause: error });
+  }
 }

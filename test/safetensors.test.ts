@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -7,7 +7,7 @@ import { MAX_HEADER_BYTES, parseSafetensors, serializeSafetensors, toBigInt64, t
 
 /** Builds a file from a raw header object and data bytes, the way other writers lay it out. */
 function fileWith(header: unknown, data: Uint8Array, headerLength?: bigint): Uint8Array {
-  const json = Buffer.from(JSON.stringify(header), 'utf8');
+  const json = Buffer.from(typeof header === 'string' ? header : JSON.stringify(header), 'utf8');
   const out = new Uint8Array(8 + json.length + data.length);
   new DataView(out.buffer).setBigUint64(0, headerLength ?? BigInt(json.length), true);
   out.set(json, 8);
@@ -108,6 +108,39 @@ describe('safetensors', () => {
     expectBadFile(() => parseSafetensors(fileWith({ x: { dtype: 'F32', shape: [1], data_offsets: [4] } }, new Uint8Array(4))), /invalid data_offsets/);
   });
 
+  it('rejects a header length near 2^64', () => {
+    expectBadFile(() => parseSafetensors(fileWith({}, new Uint8Array(0), 2n ** 64n - 1n)), /exceeds/);
+  });
+
+  it('rejects tensors whose bytes overlap', () => {
+    const f32 = (begin: number) => ({ dtype: 'F32', shape: [2], data_offsets: [begin, begin + 8] });
+    expectBadFile(() => parseSafetensors(fileWith({ a: f32(0), b: f32(4) }, new Uint8Array(12))), /overlap/);
+    expectBadFile(() => parseSafetensors(fileWith({ a: f32(0), b: f32(0) }, new Uint8Array(8))), /overlap/);
+  });
+
+  it('rejects data bytes that belong to no tensor', () => {
+    const x = { dtype: 'F32', shape: [1], data_offsets: [4, 8] };
+    expectBadFile(() => parseSafetensors(fileWith({ x }, new Uint8Array(8))), /bytes \[0, 4\) belong to no tensor/);
+    expectBadFile(() => parseSafetensors(fileWith({ x: { ...x, data_offsets: [0, 4] } }, new Uint8Array(8))), /bytes \[4, 8\) belong to no tensor/);
+  });
+
+  it('rejects a tensor named twice', () => {
+    const header = '{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}';
+    expectBadFile(() => parseSafetensors(fileWith(header, new Uint8Array(8))), /"a" appears twice/);
+  });
+
+  it('rejects entries that are not objects', () => {
+    for (const entry of [5, null, [], 'F32']) {
+      expectBadFile(() => parseSafetensors(fileWith({ a: entry }, new Uint8Array(0))), /tensor "a" is not an object/);
+    }
+  });
+
+  it('rejects __metadata__ that is not an object of strings', () => {
+    for (const metadata of ['x', null, ['x'], { a: { b: 1 } }, { a: 1 }]) {
+      expectBadFile(() => parseSafetensors(fileWith({ __metadata__: metadata }, new Uint8Array(0))), /__metadata__/);
+    }
+  });
+
   it('names the file in errors and rejects a missing file', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'st-'));
     const file = path.join(dir, 'cut.safetensors');
@@ -120,5 +153,21 @@ describe('safetensors', () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'st-'));
     await writeSafetensors(path.join(dir, 'out.safetensors'), { latent: { shape: [1, 1, 1, 2], data: Float32Array.of(1, 2) } });
     expect(readdirSync(dir)).toEqual(['out.safetensors']);
+  });
+
+  it('says it cannot write into a missing folder, and leaves nothing behind', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'st-'));
+    const write = writeSafetensors(path.join(dir, 'absent', 'out.safetensors'), { latent: { shape: [1], data: Float32Array.of(1) } });
+    await expect(write).rejects.toThrow(BridgeError);
+    await expect(write).rejects.toThrow(/cannot write .*absent/);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('leaves no partial file when the rename fails', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'st-'));
+    mkdirSync(path.join(dir, 'taken'));
+    writeFileSync(path.join(dir, 'taken', 'x'), '');
+    await expect(writeSafetensors(path.join(dir, 'taken'), { latent: { shape: [1], data: Float32Array.of(1) } })).rejects.toThrow(/cannot write/);
+    expect(readdirSync(dir)).toEqual(['taken']);
   });
 });
