@@ -5,6 +5,7 @@ import ort from 'onnxruntime-node';
 import { BridgeError } from './errors.ts';
 import { GraphBuilder } from './onnx/graph.ts';
 import { INPUT_NAME, OUTPUT_NAME, type NetworkGraph } from './networks/network.ts';
+import { scaledSize } from './planner.ts';
 import { tensor4, type Tensor4 } from './tensor.ts';
 
 /** `auto` picks CUDA when its provider is installed and works, else the CPU. */
@@ -116,12 +117,16 @@ export class LoadedNetwork {
     if (input.shape[1] !== this.graph.inChannels) {
       throw new BridgeError('bad_tensor', `${this.graph.description} takes ${this.graph.inChannels} channels, got ${input.shape[1]}`);
     }
+    const [, , height, width] = input.shape;
+    const out = scaledSize({ height, width }, this.graph.factor);
+    if (out.height < 1 || out.width < 1) {
+      throw new BridgeError('bad_tensor', `${this.graph.description} turns a ${height}x${width} input into ${out.height}x${out.width}: too small to run`);
+    }
     const feeds = { [INPUT_NAME]: new ort.Tensor('float32', input.data, [...input.shape]) };
-    const result = await this.#session.run(feeds);
-    const out = result[OUTPUT_NAME];
-    const data = out.data as Float32Array;
-    const shape = [...out.dims];
-    out.dispose();
+    const result = (await this.#session.run(feeds))[OUTPUT_NAME];
+    const data = result.data as Float32Array;
+    const shape = [...result.dims];
+    result.dispose();
     return tensor4(shape, data);
   }
 

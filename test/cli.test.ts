@@ -98,8 +98,25 @@ describe('latent-bridge CLI', () => {
     ['a missing input', async () => ['upscale', '--family', 'v1', '--scale', '2', path.join(work, 'missing.safetensors')], /does not exist/],
     ['a truncated input', async () => ['upscale', '--family', 'v1', '--scale', '2', await truncatedFile()], /truncated/],
     ['both --scale and --size', async () => ['upscale', '--family', 'v1', '--scale', '2', '--size', '4x4', await latentFile('h.safetensors', [1, 4, 8, 8])], /exactly one of/],
+    ['a factor that leaves no output', async () => ['net', '--arch', 'upscaler', '--weights', weightsPath(conformanceCase('upscaler-x2.0')), '--factor', '0.01', await latentFile('j.safetensors', [1, 4, 8, 8])], /height must be a positive integer, got 0/],
+    ['a factor beyond the size limit', async () => ['net', '--arch', 'upscaler', '--weights', weightsPath(conformanceCase('upscaler-x2.0')), '--factor', '1000', await latentFile('k.safetensors', [1, 4, 8, 8])], /exceeds the limit/],
+    ['an I64 input tensor', async () => ['net', '--arch', 'interposer', '--weights', weightsPath(conformanceCase('interposer-ca-to-v1-small')), '--factor', '1', '--tensor', 'core.1.norm.num_batches_tracked', weightsPath(conformanceCase('interposer-ca-to-v1-small'))], /num_batches_tracked/],
     ['weights of the other architecture', async () => ['net', '--arch', 'interposer', '--weights', weightsPath(conformanceCase('upscaler-x2.0')), '--factor', '1', await latentFile('i.safetensors', [1, 4, 8, 8])], /missing key "head\.short\.weight"/],
   ];
+  it('refuses an output folder that does not exist, without a stack trace', async () => {
+    const result = await cli('upscale', '--family', 'v1', '--scale', '0.5', '--models', models, await latentFile('l.safetensors', [1, 4, 8, 8]), path.join(work, 'absent', 'out.safetensors'));
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/cannot write .*absent/);
+    expect(result.stderr).not.toMatch(/\n\s+at /);
+    expect(existsSync(path.join(work, 'absent'))).toBe(false);
+  });
+
+  it('writes over its own input when asked', async () => {
+    const file = await latentFile('same.safetensors', [1, 4, 8, 8]);
+    expect((await cli('upscale', '--family', 'v1', '--size', '10x10', '--models', models, file, file)).code).toBe(0);
+    expect((await readSafetensors(file)).tensors.get('latent')?.shape).toEqual([1, 4, 10, 10]);
+  });
+
   for (const [what, args, message] of failures) {
     it(`refuses ${what}, exits non-zero and writes nothing`, async () => {
       const outFile = path.join(work, `never-${what.replace(/\W+/g, '-')}.safetensors`);

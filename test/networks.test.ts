@@ -3,6 +3,7 @@ import { BridgeError } from '../src/errors.ts';
 import { buildNetwork } from '../src/networks/network.ts';
 import { Runtime } from '../src/runtime.ts';
 import { parseSafetensors, readSafetensors, type SafetensorsFile } from '../src/safetensors.ts';
+import { tensor4 } from '../src/tensor.ts';
 import { conformanceCase, conformanceIO, factorOf, maxAbsDiff, weightsPath } from './support/conformance.ts';
 import { convertFloats, editableTensors, rawSafetensors, type RawTensor } from './support/raw-safetensors.ts';
 
@@ -66,6 +67,14 @@ describe('network layouts', () => {
   it('needs no num_batches_tracked bookkeeping', async () => {
     const tensors = Object.fromEntries(Object.entries(editableTensors(interposer)).filter(([k]) => !k.endsWith('num_batches_tracked')));
     expect(buildNetwork('interposer', rebuilt(tensors), 1, 'i').description).toContain('3 blocks');
+  });
+
+  it('refuses an input that the factor shrinks to nothing', async () => {
+    const c = conformanceCase('interposer-ca-to-v1-small');
+    const network = await runtime.load(buildNetwork('interposer', await readSafetensors(weightsPath(c)), factorOf(c), 'w'));
+    const run = network.run(tensor4([1, 4, 1, 6], new Float32Array(24)));
+    await expect(run).rejects.toThrow(BridgeError);
+    await expect(run).rejects.toThrow(/1x6 input .* 0x3/);
   });
 
   for (const dtype of ['F16', 'BF16'] as const) {

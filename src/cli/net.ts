@@ -1,5 +1,6 @@
 import { BridgeError } from '../errors.ts';
 import { buildNetwork, ARCHITECTURES, type Architecture } from '../networks/network.ts';
+import { checkTargetSize, scaledSize } from '../planner.ts';
 import { readSafetensors } from '../safetensors.ts';
 import { runTiled } from '../tiling.ts';
 import { DEFAULT_TILE_SIZE } from '../engine.ts';
@@ -48,6 +49,8 @@ export const command: Command = {
     if (latent.shape[1] !== graph.inChannels) {
       throw new BridgeError('bad_tensor', `${graph.description} takes ${graph.inChannels} channels, but the input has ${latent.shape[1]}`);
     }
+    // The same bound as upscale targets: a typo in --factor must not start hours of tiles.
+    checkTargetSize(scaledSize({ height: latent.shape[2], width: latent.shape[3] }, factor));
     const runtime = await createRuntime(values.device);
     const network = await runtime.load(graph);
     const result = await runTiled((tile) => network.run(tile), graph, latent, DEFAULT_TILE_SIZE);
