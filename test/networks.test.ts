@@ -1,6 +1,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { BridgeError } from '../src/errors.ts';
-import { buildNetwork } from '../src/networks/network.ts';
+import { LayerBuilder } from '../src/networks/layers.ts';
+import { buildNetwork, INPUT_NAME, OUTPUT_NAME } from '../src/networks/network.ts';
+import { StateDict } from '../src/networks/state-dict.ts';
 import { Runtime } from '../src/runtime.ts';
 import { parseSafetensors, readSafetensors, type SafetensorsFile } from '../src/safetensors.ts';
 import { tensor4 } from '../src/tensor.ts';
@@ -68,6 +70,28 @@ describe('network layouts', () => {
     const tensors = Object.fromEntries(Object.entries(editableTensors(interposer)).filter(([k]) => !k.endsWith('num_batches_tracked')));
     expect(buildNetwork('interposer', rebuilt(tensors), 1, 'i').description).toContain('3 blocks');
   });
+
+  // PyTorch's NCHW nearest kernel reads input floor(o * float(1 / s)) on every axis, even where
+  // floor(n * s) = n, so an output as large as its input is not a copy of it.
+  for (const [factor, height, width] of [[1.25, 3, 3], [1.25, 2, 3], [1.25, 2, 8], [1.5, 5, 1], [0.5, 5, 7], [1.1, 10, 9], [0.7, 10, 3]]) {
+    it(`upsamples ${height}x${width} by ${factor} as PyTorch's nearest does`, async () => {
+      const layers = new LayerBuilder(new StateDict(rebuilt({}), 'none'));
+      const x = layers.graph.input(INPUT_NAME, ['batch', 64, 'height', 'width']);
+      layers.graph.node('Identity', [layers.upsampleNearest(x, factor, 'up')], {}, OUTPUT_NAME);
+      layers.graph.output(OUTPUT_NAME, ['batch', 64, 'out_height', 'out_width']);
+      const graph = { architecture: 'upscaler', inChannels: 64, outChannels: 64, factor, inputRadius: 0, outputRadius: 0, description: 'up', onnx: layers.graph.toBytes('t') } as const;
+      const input = tensor4([1, 64, height, width], Float32Array.from({ length: 64 * height * width }, (_, i) => i));
+      const got = await (await runtime.load(graph)).run(input);
+      const source = (o: number, n: number) => Math.min(Math.floor(o * Math.fround(1 / factor)), n - 1);
+      const [outHeight, outWidth] = [Math.floor(height * factor), Math.floor(width * factor)];
+      const expected = Float32Array.from({ length: 64 * outHeight * outWidth }, (_, i) => {
+        const [c, y, x] = [Math.floor(i / (outHeight * outWidth)), Math.floor(i / outWidth) % outHeight, i % outWidth];
+        return (c * height + source(y, height)) * width + source(x, width);
+      });
+      expect(got.shape).toEqual([1, 64, outHeight, outWidth]);
+      expect([...got.data]).toEqual([...expected]);
+    });
+  }
 
   it('refuses an input that the factor shrinks to nothing', async () => {
     const c = conformanceCase('interposer-ca-to-v1-small');

@@ -1,4 +1,4 @@
-import { GraphBuilder } from '../onnx/graph.ts';
+import { ELEM_DOUBLE, ELEM_FLOAT, ELEM_INT64, GraphBuilder } from '../onnx/graph.ts';
 import type { StateDict } from './state-dict.ts';
 
 /**
@@ -48,15 +48,27 @@ export class LayerBuilder {
   }
 
   /**
-   * `nn.Upsample(scale_factor=s, mode='nearest')`: output size floor(in * s), output index o
-   * reads input floor(o / s), which is ONNX Resize with asymmetric coordinates and floor rounding.
+   * `nn.Upsample(scale_factor=s, mode='nearest')` as PyTorch computes it for NCHW tensors: output
+   * size floor(in * s) in double precision, and output index o reads input min(floor(o * f), in - 1)
+   * with f = float32(1 / s). ONNX Resize agrees except that it copies its input whenever the
+   * output shape equals it (a 3x3 latent by 1.25), so the indices are computed here and gathered.
    */
   upsampleNearest(x: string, factor: number, name: string): string {
-    const scales = this.graph.constant(name, [4], Float32Array.from([1, 1, factor, factor]));
-    return this.graph.node('Resize', [x, '', scales], {
-      mode: 'nearest',
-      coordinate_transformation_mode: 'asymmetric',
-      nearest_mode: 'floor',
-    });
+    const g = this.graph;
+    const shape = g.node('Shape', [x]);
+    const one = g.constant(`${name}.one`, [], BigInt64Array.of(1n));
+    const zero = g.constant(`${name}.zero`, [], BigInt64Array.of(0n));
+    const scale = g.constant(`${name}.scale`, [], Float64Array.of(factor));
+    const step = g.constant(`${name}.step`, [], Float32Array.of(Math.fround(1 / factor)));
+    let y = x;
+    for (const axis of [2, 3]) {
+      const size = g.node('Gather', [shape, g.constant(`${name}.axis${axis}`, [], BigInt64Array.of(BigInt(axis)))], { axis: 0 });
+      const outSize = g.node('Cast', [g.node('Floor', [g.node('Mul', [g.node('Cast', [size], { to: ELEM_DOUBLE }), scale])])], { to: ELEM_INT64 });
+      const positions = g.node('Cast', [g.node('Range', [zero, outSize, one])], { to: ELEM_FLOAT });
+      const nearest = g.node('Cast', [g.node('Floor', [g.node('Mul', [positions, step])])], { to: ELEM_INT64 });
+      const indices = g.node('Min', [nearest, g.node('Sub', [size, one])]);
+      y = g.node('Gather', [y, indices], { axis });
+    }
+    return y;
   }
 }

@@ -2,12 +2,14 @@ import { ProtobufWriter } from './protobuf.ts';
 
 /**
  * Builds an ONNX ModelProto (IR 8, opset 17) node by node. Field numbers are those of onnx.proto;
- * only what float32 convolutional graphs need is covered.
+ * only what float32 convolutional graphs (and their int64/double index arithmetic) need is covered.
  */
 
 const IR_VERSION = 8;
 const OPSET = 17;
-const ELEM_FLOAT = 1;
+export const ELEM_FLOAT = 1;
+export const ELEM_INT64 = 7;
+export const ELEM_DOUBLE = 11;
 const ATTR_FLOAT = 1;
 const ATTR_INT = 2;
 const ATTR_STRING = 3;
@@ -23,10 +25,13 @@ interface NodeSpec {
   readonly attributes: Readonly<Record<string, AttributeValue>>;
 }
 
+/** Initializer data; the array type gives the ONNX element type. */
+export type ConstantData = Float32Array | Float64Array | BigInt64Array;
+
 interface Initializer {
   readonly name: string;
   readonly dims: readonly number[];
-  readonly data: Float32Array;
+  readonly data: ConstantData;
 }
 
 interface ValueInfo {
@@ -50,7 +55,7 @@ export class GraphBuilder {
     this.#outputs.push({ name, dims });
   }
 
-  constant(name: string, dims: readonly number[], data: Float32Array): string {
+  constant(name: string, dims: readonly number[], data: ConstantData): string {
     this.#initializers.push({ name, dims, data });
     return name;
   }
@@ -99,9 +104,10 @@ function writeNode(w: ProtobufWriter, node: NodeSpec, index: number): void {
 
 function writeTensor(w: ProtobufWriter, tensor: Initializer): void {
   for (const d of tensor.dims) w.int(1, d);
-  w.int(2, ELEM_FLOAT);
+  const { data } = tensor;
+  w.int(2, data instanceof Float32Array ? ELEM_FLOAT : data instanceof Float64Array ? ELEM_DOUBLE : ELEM_INT64);
   w.string(8, tensor.name);
-  w.bytes(9, new Uint8Array(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength));
+  w.bytes(9, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
 }
 
 function writeValueInfo(w: ProtobufWriter, info: ValueInfo): void {
