@@ -13,12 +13,13 @@ type Geometry = Pick<NetworkGraph, 'factor' | 'inputRadius' | 'outputRadius'>;
 /**
  * Tile starts must be multiples of q, where factor = p / q: a nearest resize maps output o to
  * input floor(o / factor), which commutes with a shift of the input only by such whole steps.
+ * Undefined when no q up to 64 works: then no spatial tiling reproduces the whole run.
  */
-export function alignmentOf(factor: number): number {
+export function alignmentOf(factor: number): number | undefined {
   for (let q = 1; q <= 64; q++) {
     if (Math.abs(factor * q - Math.round(factor * q)) < 1e-9) return q;
   }
-  return 64;
+  return undefined;
 }
 
 function roundUp(value: number, step: number): number {
@@ -74,12 +75,17 @@ export async function runTiled(run: Run, geometry: Geometry, input: Tensor4, max
   const [n, , height, width] = input.shape;
   const maxInputSide = Math.floor(maxTileSide / factor);
   const fits = height <= maxInputSide && width <= maxInputSide;
-  if (n === 1 && fits) return run(input);
-
   const q = alignmentOf(factor);
-  const margin = roundUp(geometry.inputRadius + Math.ceil(geometry.outputRadius / factor) + 1, q);
-  // Below a core as wide as a margin, tiles would mostly recompute each other's margins.
-  const core = fits ? Math.max(height, width) : Math.max(margin, Math.floor((maxInputSide - 2 * margin) / q) * q);
+  // Without an alignment only the batch is split: a whole item at a time is still exact.
+  if (n === 1 && (fits || q === undefined)) return run(input);
+
+  let core = Math.max(height, width);
+  let margin = 0;
+  if (!fits && q !== undefined) {
+    margin = roundUp(geometry.inputRadius + Math.ceil(geometry.outputRadius / factor) + 1, q);
+    // Below a core as wide as a margin, tiles would mostly recompute each other's margins.
+    core = Math.max(margin, Math.floor((maxInputSide - 2 * margin) / q) * q);
+  }
   const rowSpans = spans(height, core, margin, factor);
   const colSpans = spans(width, core, margin, factor);
 

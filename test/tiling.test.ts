@@ -19,7 +19,8 @@ async function load(name: string, factor?: number): Promise<LoadedNetwork> {
 
 describe('tiling', () => {
   it('aligns tile starts to the factor denominator', () => {
-    expect([1, 2, 0.5, 1.25, 1.5].map(alignmentOf)).toEqual([1, 1, 2, 4, 2]);
+    expect([1, 2, 0.5, 1.25, 1.5, 1.1].map(alignmentOf)).toEqual([1, 1, 2, 4, 2, 10]);
+    expect(alignmentOf(1.3333)).toBeUndefined();
   });
 
   const cases: [string, number | undefined, [number, number, number, number], number][] = [
@@ -60,6 +61,16 @@ describe('tiling', () => {
     expect(maxAbsDiff(split.data, whole.data)).toBeLessThan(1e-5);
   });
 
+  it('runs a factor with no small denominator whole, as tiles could not line up', async () => {
+    const network = await load('upscaler-x1.25-small', 1.3333);
+    const input = tensor4([2, 4, 150, 30], seededData(2 * 4 * 150 * 30, 5));
+    const shapes: number[][] = [];
+    const tiled = await runTiled((t) => (shapes.push([...t.shape]), network.run(t)), network.graph, input, 24);
+    expect(shapes).toEqual([[1, 4, 150, 30], [1, 4, 150, 30]]);
+    const whole = await network.run(input);
+    expect(maxAbsDiff(tiled.data, whole.data)).toBeLessThan(1e-5);
+  });
+
   it('does not tile inputs that fit one tile', async () => {
     const network = await load('upscaler-x2.0');
     let runs = 0;
@@ -71,7 +82,7 @@ describe('tiling', () => {
 
 /** The smallest tile (in output pixels) the tiler uses: a core as wide as a margin, and two margins. */
 function minimumTile(graph: NetworkGraph): number {
-  const q = alignmentOf(graph.factor);
+  const q = alignmentOf(graph.factor) ?? 1;
   const margin = Math.ceil((graph.inputRadius + Math.ceil(graph.outputRadius / graph.factor) + 1) / q) * q;
   return Math.ceil(3 * margin * graph.factor);
 }
