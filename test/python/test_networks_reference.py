@@ -46,7 +46,7 @@ def test_the_pytorch_reference_reproduces_the_conformance_vectors(case):
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
-@pytest.mark.parametrize("size", [(17, 23), (31, 9)])
+@pytest.mark.parametrize("size", [(17, 23), (31, 9), (3, 3), (2, 3)])
 def test_the_sidecar_matches_pytorch_at_odd_sizes_and_batches(case, size, tmp_path):
     generator = torch.Generator().manual_seed(size[0] * 100 + size[1])
     latent = torch.randn(2, case["config"].get("ch_in", 4), *size, generator=generator)
