@@ -7,7 +7,7 @@ Both work on raw VAE latents; the webui holds model space (raw * scale).
 
 from torch import nn
 
-from safetensors_io import load_safetensors
+from safetensors_io import load_torch
 
 # Model space = raw * scale for the families the tests convert (no shift for v1/xl).
 SCALE = {"v1": 0.18215, "xl": 0.13025}
@@ -64,5 +64,5 @@ def build(case, weights_path):
     """The network of one conformance manifest case, with its weights, in eval mode."""
     config = case["config"]
     net = Interposer(**config) if case["kind"] == "interposer" else Upscaler(**config)
-    net.load_state_dict(load_safetensors(weights_path))
+    net.load_state_dict(load_torch(weights_path))
     return net.eval()

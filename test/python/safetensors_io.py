@@ -11,7 +11,7 @@ _DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
 
 
 def load_safetensors(path):
-    """All tensors of a file as torch tensors (BF16 is not needed by the tests)."""
+    """All tensors of a file as numpy arrays (BF16 is not needed by the tests)."""
     with open(path, "rb") as f:
         (length,) = struct.unpack("<Q", f.read(8))
         header = json.loads(f.read(length))
@@ -22,12 +22,17 @@ def load_safetensors(path):
             continue
         start, end = info["data_offsets"]
         array = np.frombuffer(body[start:end], dtype=_DTYPES[info["dtype"]]).reshape(info["shape"])
-        tensors[name] = torch.from_numpy(array.copy())
+        tensors[name] = array.copy()
     return tensors
 
 
+def load_torch(path):
+    """All tensors of a file as torch tensors."""
+    return {name: torch.from_numpy(array) for name, array in load_safetensors(path).items()}
+
+
 def save_safetensors(path, tensors):
-    """Writes float32 tensors, header padded to 8 bytes as other writers do."""
+    """Writes torch tensors as float32, header padded to 8 bytes as other writers do."""
     header, chunks, offset = {}, [], 0
     for name, tensor in tensors.items():
         data = tensor.detach().to(torch.float32).contiguous().numpy().astype("<f4").tobytes()

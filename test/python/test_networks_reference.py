@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from reference_nets import build
-from safetensors_io import load_safetensors, save_safetensors
+from safetensors_io import load_torch, save_safetensors
 
 REPO = Path(__file__).resolve().parents[2]
 CONFORMANCE = REPO.parent / "shared" / "conformance"
@@ -35,12 +35,12 @@ def run_net(case, latent, tmp_path):
          "--factor", str(factor(case)), "--device", "cpu", str(source), str(result)],
         check=True, capture_output=True, timeout=120,
     )
-    return load_safetensors(result)["latent"]
+    return load_torch(result)["latent"]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_the_pytorch_reference_reproduces_the_conformance_vectors(case):
-    io = load_safetensors(CONFORMANCE / case["io"])
+    io = load_torch(CONFORMANCE / case["io"])
     with torch.no_grad():
         assert close(build(case, CONFORMANCE / case["weights"])(io["input"]), io["output"])
 

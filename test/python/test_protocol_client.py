@@ -2,11 +2,9 @@
 and python3-websocket: every op, the dtypes, the errors and the access rules, against the real
 `latent-bridge serve` started as a subprocess."""
 
-import json
 import os
 import shutil
 import signal
-import struct
 import subprocess
 import tempfile
 
@@ -14,6 +12,8 @@ import msgpack
 import numpy as np
 import pytest
 import websocket
+
+from safetensors_io import load_safetensors
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 CONFORMANCE = os.path.abspath(os.path.join(REPO, "..", "shared", "conformance"))
@@ -133,20 +133,6 @@ def values(t):
     return out.reshape(t["shape"])
 
 
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        (length,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(length))
-        body = f.read()
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        start, end = info["data_offsets"]
-        out[name] = np.frombuffer(body[start:end], "<f4").reshape(info["shape"])
-    return out
-
-
 def latent(shape, seed):
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
@@ -173,7 +159,7 @@ def test_models_says_what_is_present_and_missing(client):
 
 
 def test_upscale_matches_the_reference_network(client):
-    io = read_safetensors(os.path.join(CONFORMANCE, "upscaler-x2.0.io.safetensors"))
+    io = load_safetensors(os.path.join(CONFORMANCE, "upscaler-x2.0.io.safetensors"))
     reply = client.call("upscale", family="v1", scale=2.0, latent=tensor(io["input"] * V1_SCALE))
     assert reply["ok"], reply
     assert reply["plan"] == ["upscaler-v1-x2.0 24x24 -> 48x48"]
