@@ -2,7 +2,7 @@ import { BridgeError } from './errors.ts';
 import { FAMILIES, type FamilyName } from './families.ts';
 import { makeLatent, toRaw, toSpace, type Latent } from './latent.ts';
 import { buildNetwork } from './networks/network.ts';
-import { checkTargetSize, networksOf, planHires, planUpscalers, type TargetSize } from './planner.ts';
+import { checkTargetSize, networksOf, planHires, planUpscalers, sizeOf, type TargetSize } from './planner.ts';
 import { resizeBilinear } from './resize.ts';
 import type { LoadedNetwork, Runtime } from './runtime.ts';
 import { readSafetensors } from './safetensors.ts';
@@ -29,10 +29,6 @@ export interface UpscaleResult {
 
 export interface HiresResult extends UpscaleResult {
   readonly warnings: string[];
-}
-
-function sizeOf(latent: Latent): TargetSize {
-  return { height: latent.shape[2], width: latent.shape[3] };
 }
 
 function describe(size: TargetSize): string {

@@ -1,4 +1,5 @@
 import { BridgeError } from './errors.ts';
+import type { Tensor4 } from './tensor.ts';
 import type { FamilyName } from './families.ts';
 import { hasUpscaler, interposerSpec, upscalerSpecs, type ModelSpec } from './store/registry.ts';
 
@@ -6,6 +7,11 @@ import { hasUpscaler, interposerSpec, upscalerSpecs, type ModelSpec } from './st
 export interface TargetSize {
   readonly height: number;
   readonly width: number;
+}
+
+/** The spatial size of an NCHW tensor. */
+export function sizeOf(tensor: Tensor4): TargetSize {
+  return { height: tensor.shape[2], width: tensor.shape[3] };
 }
 
 /** PyTorch's `nn.Upsample` output size: floor(in * factor). */

@@ -38,3 +38,12 @@ export function parseFiles<T extends ParseArgsConfig['options']>(args: string[],
   const [input, output] = parsed.positionals as [string, string];
   return { values: parsed.values, input, output };
 }
+
+/** A command-line number that must be positive and finite, e.g. `--factor` or `--scale`. */
+export function positiveNumber(option: string, text: string | undefined): number {
+  const value = Number(text);
+  if (text === undefined || !(value > 0) || !Number.isFinite(value)) {
+    throw new BridgeError('bad_request', `${option} must be a positive number, got ${text === undefined ? 'nothing' : `"${text}"`}`);
+  }
+  return value;
+}

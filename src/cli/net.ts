@@ -1,10 +1,10 @@
 import { BridgeError } from '../errors.ts';
 import { buildNetwork, ARCHITECTURES, type Architecture } from '../networks/network.ts';
-import { checkTargetSize, scaledSize } from '../planner.ts';
+import { checkTargetSize, scaledSize, sizeOf } from '../planner.ts';
 import { readSafetensors } from '../safetensors.ts';
 import { runTiled } from '../tiling.ts';
 import { DEFAULT_TILE_SIZE } from '../engine.ts';
-import { createRuntime, parseFiles } from './engine-setup.ts';
+import { createRuntime, parseFiles, positiveNumber } from './engine-setup.ts';
 import { readLatentFile, writeLatentFile } from './latent-file.ts';
 import type { Command } from './main.ts';
 
@@ -40,17 +40,14 @@ export const command: Command = {
     );
     if (!isArchitecture(values.arch)) throw new BridgeError('bad_request', `--arch must be one of ${ARCHITECTURES.join(', ')}`);
     if (values.weights === undefined) throw new BridgeError('bad_request', '--weights FILE is required');
-    const factor = Number(values.factor);
-    if (values.factor === undefined || !(factor > 0) || !Number.isFinite(factor)) {
-      throw new BridgeError('bad_request', `--factor must be a positive number, got ${values.factor ?? 'nothing'}`);
-    }
+    const factor = positiveNumber('--factor', values.factor);
     const graph = buildNetwork(values.arch, await readSafetensors(values.weights), factor, values.weights);
     const latent = await readLatentFile(input, values.tensor);
     if (latent.shape[1] !== graph.inChannels) {
       throw new BridgeError('bad_tensor', `${graph.description} takes ${graph.inChannels} channels, but the input has ${latent.shape[1]}`);
     }
     // The same bound as upscale targets: a typo in --factor must not start hours of tiles.
-    checkTargetSize(scaledSize({ height: latent.shape[2], width: latent.shape[3] }, factor));
+    checkTargetSize(scaledSize(sizeOf(latent), factor));
     const runtime = await createRuntime(values.device);
     const network = await runtime.load(graph);
     const result = await runTiled((tile) => network.run(tile), graph, latent, DEFAULT_TILE_SIZE);

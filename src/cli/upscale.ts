@@ -1,8 +1,8 @@
 import { BridgeError } from '../errors.ts';
 import { getFamily } from '../families.ts';
 import { makeLatent } from '../latent.ts';
-import { scaledSize, type TargetSize } from '../planner.ts';
-import { createEngine, ENGINE_OPTIONS, ENGINE_USAGE, parseFiles } from './engine-setup.ts';
+import { scaledSize, sizeOf, type TargetSize } from '../planner.ts';
+import { createEngine, ENGINE_OPTIONS, ENGINE_USAGE, parseFiles, positiveNumber } from './engine-setup.ts';
 import { readLatentFile, writeLatentFile } from './latent-file.ts';
 import type { Command } from './main.ts';
 
@@ -36,13 +36,8 @@ export const command: Command = {
     if ((values.scale === undefined) === (values.size === undefined)) throw new BridgeError('bad_request', 'give exactly one of --scale F and --size HxW');
     const tensor = await readLatentFile(input, values.tensor);
     const latent = makeLatent(family.name, 'model', tensor.shape, tensor.data);
-    let target: TargetSize;
-    if (values.size !== undefined) target = parseSize(values.size);
-    else {
-      const scale = Number(values.scale);
-      if (!(scale > 0) || !Number.isFinite(scale)) throw new BridgeError('bad_request', `--scale must be a positive number, got "${values.scale}"`);
-      target = scaledSize({ height: latent.shape[2], width: latent.shape[3] }, scale);
-    }
+    const target: TargetSize =
+      values.size !== undefined ? parseSize(values.size) : scaledSize(sizeOf(latent), positiveNumber('--scale', values.scale));
     const engine = await createEngine(values);
     const result = await engine.upscale(latent, target);
     await writeLatentFile(output, result.latent, { family: family.name, space: 'model', plan: result.plan.join('; ') });

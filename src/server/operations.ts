@@ -1,5 +1,6 @@
 import { FAMILY_NAMES, type FamilyName } from '../families.ts';
 import type { Latent } from '../latent.ts';
+import { sizeOf } from '../planner.ts';
 import { OPS, PROTOCOL_VERSION, type Request, type ReplyBody, type Size } from '../protocol/messages.ts';
 import { writeTensor } from '../protocol/wire-tensor.ts';
 import type { FloatDtype } from '../tensor.ts';
@@ -45,7 +46,7 @@ export function helloReply(identity: ServerIdentity, limits: object): ReplyBody 
  */
 export function prepareInference(engine: InferenceEngine, request: InferenceRequest): Promise<void> {
   const { latent } = request.input;
-  const source = { height: latent.shape[2], width: latent.shape[3] };
+  const source = sizeOf(latent);
   switch (request.op) {
     case 'upscale':
       return engine.prepare(latent.family, latent.family, source, request.target);
