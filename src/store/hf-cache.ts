@@ -1,4 +1,5 @@
 import { copyFile, mkdir, readFile, readdir, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
 import path from 'node:path';
 
 /**
@@ -103,12 +104,7 @@ export class HfCache {
   }
 
   async hasBlob(repo: string, sha256: string): Promise<boolean> {
-    try {
-      return (await stat(this.blobPath(repo, sha256))).isFile();
-    } catch (error) {
-      if (isMissing(error)) return false;
-      throw error;
-    }
+    return (await statFile(this.blobPath(repo, sha256))) !== undefined;
   }
 
   /**
@@ -137,6 +133,17 @@ export class HfCache {
     const staging = `${ref}.${process.pid}.tmp`;
     await writeFile(staging, commit);
     await rename(staging, ref);
+  }
+}
+
+/** The stats of a regular file, or undefined when there is none at that path. */
+export async function statFile(file: string): Promise<Stats | undefined> {
+  try {
+    const stats = await stat(file);
+    return stats.isFile() ? stats : undefined;
+  } catch (error) {
+    if (isMissing(error)) return undefined;
+    throw error;
   }
 }
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
@@ -9,7 +9,7 @@ import { HubApiError, InvalidApiResponseFormatError, modelInfo, pathsInfo } from
 import { BridgeError } from '../errors.ts';
 import type { ProgressReporter } from './download-progress.ts';
 import { hashFileInto } from './file-digest.ts';
-import { COMMIT_HASH, type HfCache, SHA256_HEX, isMissing } from './hf-cache.ts';
+import { COMMIT_HASH, type HfCache, SHA256_HEX, statFile } from './hf-cache.ts';
 import type { ModelSpec } from './registry.ts';
 
 export interface HubAccess {
@@ -95,12 +95,7 @@ async function resolvedCommit(spec: ModelSpec, access: HubAccess, fetchFn: typeo
 }
 
 async function sizeOnDisk(file: string): Promise<number> {
-  try {
-    return (await stat(file)).size;
-  } catch (error) {
-    if (isMissing(error)) return 0;
-    throw error;
-  }
+  return (await statFile(file))?.size ?? 0;
 }
 
 /** The ranged GET: continue after `offset` when the server agrees (206 from that byte), else from byte 0. */

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { BridgeError } from '../errors.ts';
 import type { FamilyName } from '../families.ts';
 import { sha256OfFile } from './file-digest.ts';
-import { HfCache, isMissing } from './hf-cache.ts';
+import { HfCache, statFile } from './hf-cache.ts';
 import { type HubAccess, type HubFile, describeHubFile, transferBlob } from './hub-download.ts';
 import { type FailureContext, hubFailure, isTransient } from './hub-failure.ts';
 import { MODEL_SPECS, type ModelKind, type ModelSpec } from './registry.ts';
@@ -50,16 +50,6 @@ interface Location {
   readonly stats: Stats;
   /** The sha256 the file must have when the cache names its blob by it. */
   readonly blobSha256?: string;
-}
-
-async function statFile(file: string): Promise<Stats | undefined> {
-  try {
-    const stats = await stat(file);
-    return stats.isFile() ? stats : undefined;
-  } catch (error) {
-    if (isMissing(error)) return undefined;
-    throw error;
-  }
 }
 
 /**
