@@ -10,6 +10,7 @@ this module started and that still runs is waited for, not replaced.
 import atexit
 import json
 import logging
+import os
 import shutil
 import subprocess
 import threading
@@ -27,6 +28,8 @@ LOCATION_FILE = EXTENSION_DIR / "sidecar.json"
 # The first start may compile networks; later ones take a second or two.
 HEALTH_WAIT = 60.0
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
+# The sidecar reads its token from this variable (`latent-bridge serve --help`).
+TOKEN_VARIABLE = "LATENT_BRIDGE_TOKEN"
 
 # Loopback requests must not go through an HTTP proxy from the environment.
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -39,6 +42,17 @@ def start_in_background():
     """Checks for (and if needed starts) the sidecar without holding up the webui's startup."""
     if settings.get(settings.AUTOSTART):
         threading.Thread(target=ensure_running, name="latent-bridge autostart", daemon=True).start()
+
+
+class _Started:
+    """A sidecar process this module started; `stopped` is set when stop() ends it on purpose."""
+
+    def __init__(self, popen):
+        self.popen = popen
+        self.stopped = threading.Event()
+
+    def running(self):
+        return self.popen.poll() is None
 
 
 def ensure_running(wait=HEALTH_WAIT):
@@ -54,13 +68,13 @@ def ensure_running(wait=HEALTH_WAIT):
     if _healthy(host, port, token):
         return True
     with _lock:
-        if _process is None or _process.poll() is not None:
+        if _process is None or not _process.running():
             command = _command(host, port, token)
             if command is None:
                 return False
-            logger.info("latent-bridge: starting the sidecar: %s", " ".join(_redact(command)))
+            logger.info("latent-bridge: starting the sidecar: %s", " ".join(command))
             try:
-                _process = subprocess.Popen(command, stdin=subprocess.DEVNULL, cwd=str(Path(command[1]).parent.parent))
+                _process = _Started(subprocess.Popen(command, stdin=subprocess.DEVNULL, cwd=str(Path(command[1]).parent.parent), env=_environment(token)))
             except OSError as error:
                 notices.warn_once("autostart", f"could not start the sidecar ({error}); start it yourself with `latent-bridge serve`")
                 return False
@@ -74,10 +88,15 @@ def ensure_running(wait=HEALTH_WAIT):
             logger.info("latent-bridge: the sidecar is up at %s", url)
             notices.clear("autostart")
             return True
-        if process.poll() is not None:
-            notices.warn_once("autostart", f"the sidecar exited with code {process.returncode} right after starting; see its messages above")
+        # A process stopped on purpose (the webui exits, the extension is unloaded) is no failure.
+        if process.stopped.is_set():
             return False
-        time.sleep(0.2)
+        if not process.running():
+            notices.warn_once("autostart", f"the sidecar exited with code {process.popen.returncode} right after starting; see its messages above")
+            return False
+        process.stopped.wait(0.2)
+    if process.stopped.is_set():
+        return False
     notices.warn_once("autostart", f"the sidecar did not answer http://{_netloc(host, port)}/healthz within {wait:g} s")
     return False
 
@@ -87,14 +106,17 @@ def stop():
     global _process
     with _lock:
         process, _process = _process, None
-    if process is None or process.poll() is not None:
+    if process is None:
         return
-    process.terminate()
+    process.stopped.set()
+    if not process.running():
+        return
+    process.popen.terminate()
     try:
-        process.wait(timeout=5)
+        process.popen.wait(timeout=5)
     except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        process.popen.kill()
+        process.popen.wait()
 
 
 def _command(host, port, token):
@@ -118,9 +140,17 @@ def _command(host, port, token):
         notices.warn_once("autostart", "Node.js was not found (https://nodejs.org, version 20 or newer); the sidecar cannot be started")
         return None
     command = [node, entry, "serve", "--host", host, "--port", str(port)]
-    if token:
-        command += ["--token", token]
     return command + [str(arg) for arg in location.get("serve_args", [])]
+
+
+def _environment(token):
+    """The sidecar's environment: the token goes here, where only its owner can read it
+    (/proc/PID/environ), never on the command line that every local user sees."""
+    environment = dict(os.environ)
+    environment.pop(TOKEN_VARIABLE, None)
+    if token:
+        environment[TOKEN_VARIABLE] = token
+    return environment
 
 
 def _location():
@@ -154,8 +184,3 @@ def _healthy(host, port, token):
             return response.status == 200
     except (OSError, ValueError):
         return False
-
-
-def _redact(command):
-    """The command line as logged: the token stays out of the console."""
-    return ["***" if i > 0 and command[i - 1] == "--token" else part for i, part in enumerate(command)]
