@@ -26,7 +26,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 STANDIN = REPO / "test" / "python" / "shim" / "standin_webui"
-CONFORMANCE = REPO.parent / "shared" / "conformance"
+CONFORMANCE = REPO / "test" / "conformance"
 MODEL_FILES = {
     "interposer-xl-to-v1.weights.safetensors": "xl-to-v1_interposer-v4.0.safetensors",
     "upscaler-x1.5.weights.safetensors": "latent-upscaler-v2.1_SDv1-x1.5.safetensors",

@@ -1,7 +1,7 @@
 """city96's two networks in PyTorch, to check what the sidecar returns through the shim.
 
 Interposer v4 (`InterposerModel`) and latent upscaler v2 (`LatentUpscaler`), rebuilt from the
-key layout in shared/conformance/README.md and checked against its vectors (test_networks_reference.py).
+key layout in test/conformance/README.md and checked against its vectors (test_networks_reference.py).
 Both work on raw VAE latents; the webui holds model space (raw * scale).
 """
 

@@ -14,7 +14,7 @@ from reference_nets import build
 from safetensors_io import load_torch, save_safetensors
 
 REPO = Path(__file__).resolve().parents[2]
-CONFORMANCE = REPO.parent / "shared" / "conformance"
+CONFORMANCE = REPO / "test" / "conformance"
 CASES = json.loads((CONFORMANCE / "manifest.json").read_text())["cases"]
 
 

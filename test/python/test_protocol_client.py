@@ -16,7 +16,7 @@ import websocket
 from safetensors_io import load_safetensors
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-CONFORMANCE = os.path.abspath(os.path.join(REPO, "..", "shared", "conformance"))
+CONFORMANCE = os.path.join(REPO, "test", "conformance")
 # The conformance networks stand in for the real weights, under the file names the sidecar looks for.
 STAND_INS = {
     "latent-upscaler-v2.1_SDv1-x2.0.safetensors": "upscaler-x2.0",

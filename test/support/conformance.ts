@@ -5,8 +5,11 @@ import type { Architecture } from '../../src/networks/network.ts';
 import { readSafetensors, toFloat32 } from '../../src/safetensors.ts';
 import { tensor4, type Tensor4 } from '../../src/tensor.ts';
 
-/** The numeric vectors from the original PyTorch networks, in ../shared/conformance beside the repository. */
-export const CONFORMANCE_DIR = path.resolve(fileURLToPath(new URL('../../../shared/conformance/', import.meta.url)));
+/**
+ * The numeric vectors from the original PyTorch networks. The repository keeps its own copy in
+ * test/conformance (a clone has no ../shared); conformance-vectors.test.ts keeps it identical.
+ */
+export const CONFORMANCE_DIR = path.resolve(fileURLToPath(new URL('../conformance/', import.meta.url)));
 
 export interface ConformanceCase {
   readonly name: string;

@@ -16,7 +16,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
 SHIM = REPO / "python-shim"
 STANDIN = HERE / "standin_webui"
-CONFORMANCE = REPO.parent / "shared" / "conformance"
+CONFORMANCE = REPO / "test" / "conformance"
 
 # The stand-in webui is what `import modules` finds, as in the webui's own process.
 sys.path.insert(0, str(STANDIN))
