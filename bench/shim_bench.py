@@ -127,7 +127,7 @@ def main():
         sd_models.reload_model_weights()
         from latent_bridge_shim import sidecar
 
-        sidecar.client().request("hello", {"protocol": 1}, 10)  # connected before timing
+        sidecar.client().request("hello", {"protocol": 2}, 10)  # connected before timing
         cases = [bench_preview_hook(rounds), bench_hires_hook(rounds, http_url)]
         print(json.dumps({"cases": cases}))
     finally:

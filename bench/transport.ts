@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { Engine } from '../src/engine.ts';
+import { DEFAULT_WORK_LIMITS } from '../src/limits.ts';
 import { makeLatent, type Latent } from '../src/latent.ts';
 import { renderPreview } from '../src/preview.ts';
 import { Runtime } from '../src/runtime.ts';
@@ -68,7 +69,7 @@ export const transportBench: BenchGroup = async ({ rounds }) => {
   const upscaleTrip: number[] = [];
   const upscaleAlone: number[] = [];
   try {
-    await timeAlone(0, () => engine.upscale(sampleLatent(0), { height: 256, width: 256 }), WARMUP);
+    await timeAlone(0, () => engine.perform({ op: 'upscale', latent: sampleLatent(0), target: { height: 256, width: 256 } }, DEFAULT_WORK_LIMITS), WARMUP);
     await client.request({ op: 'upscale', runs: WARMUP, warmup: 0, seed: 0 });
     for (let round = 0; round < rounds; round++) {
       const latent = sampleLatent(round + 1);
@@ -76,7 +77,7 @@ export const transportBench: BenchGroup = async ({ rounds }) => {
       previewTrip.push((await client.request<{ ms: number }>({ op: 'preview', runs: PREVIEW_RUNS, warmup: WARMUP * 10, seed: round })).ms);
       // One by one, alternating, so both sides see the same machine state.
       for (let run = 0; run < UPSCALE_RUNS; run++) {
-        upscaleAlone.push(await timeAlone(1, () => engine.upscale(latent, { height: 256, width: 256 })));
+        upscaleAlone.push(await timeAlone(1, () => engine.perform({ op: 'upscale', latent, target: { height: 256, width: 256 } }, DEFAULT_WORK_LIMITS)));
         upscaleTrip.push((await client.request<{ ms: number }>({ op: 'upscale', runs: 1, warmup: 0, seed: round })).ms);
       }
     }

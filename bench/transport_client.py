@@ -15,7 +15,7 @@ import websocket
 def main():
     port = int(sys.argv[1])
     ws = websocket.create_connection("ws://127.0.0.1:%d/ws" % port)
-    ws.send_binary(msgpack.packb({"id": 0, "op": "hello", "protocol": 1, "client": "transport bench"}, use_bin_type=True))
+    ws.send_binary(msgpack.packb({"id": 0, "op": "hello", "protocol": 2, "client": "transport bench"}, use_bin_type=True))
     assert msgpack.unpackb(ws.recv(), raw=False)["ok"]
     next_id = 1
     for line in sys.stdin:

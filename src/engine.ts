@@ -1,56 +1,46 @@
+import type { NetworkEntry } from './catalogue.ts';
 import { BridgeError } from './errors.ts';
-import { FAMILIES, type FamilyName } from './families.ts';
+import { FAMILIES } from './families.ts';
 import { makeLatent, toRaw, toSpace, type Latent } from './latent.ts';
 import { buildNetwork } from './networks/network.ts';
-import { checkTargetSize, networksOf, planHires, planUpscalers, sizeOf, type TargetSize } from './planner.ts';
+import { DEFAULT_POOL_OPTIONS, NetworkPool, type NetworkPoolOptions } from './network-pool.ts';
+import type { WorkLimits } from './limits.ts';
+import { networksOf, planJob, type Job, type Plan, type PlanStep } from './planner.ts';
 import { resizeBilinear } from './resize.ts';
 import type { LoadedNetwork, Runtime } from './runtime.ts';
 import { readSafetensors } from './safetensors.ts';
-import { hasUpscaler, interposerSpec, type ModelSpec } from './store/registry.ts';
 import type { ModelSource } from './store/store.ts';
+import { describeSize, sizeOf } from './tensor.ts';
 import { runTiled } from './tiling.ts';
-
-export type { TargetSize } from './planner.ts';
 
 export interface EngineOptions {
   readonly source: ModelSource;
   readonly runtime: Runtime;
   /** Largest tile side, in output latent pixels, of one network run; bounds peak memory. */
   readonly tileSize?: number;
+  /** How many networks stay loaded, and for how long without use. */
+  readonly pool?: NetworkPoolOptions;
 }
 
 export const DEFAULT_TILE_SIZE = 256;
 
-export interface UpscaleResult {
-  readonly latent: Latent;
-  /** What was done, in words, e.g. "upscaler-v1-x2.0 64x64 -> 128x128". */
-  readonly plan: string[];
-}
-
-export interface HiresResult extends UpscaleResult {
-  readonly warnings: string[];
-}
-
-function describe(size: TargetSize): string {
-  return `${size.height}x${size.width}`;
-}
-
 /**
- * Runs the networks on latents: upscaling to any size, converting between families, and both
- * for the webui's hires fix. Latents come and go in the space they were given (model or raw);
- * the networks always see raw VAE latents, which is what they were trained on.
+ * Runs plans (src/planner.ts) on latents: loads exactly the networks a plan names, then runs its
+ * steps in order. Latents come and go in the space they were given (model or raw); the networks
+ * always see raw VAE latents, which is what they were trained on.
  */
 export class Engine {
   readonly #source: ModelSource;
   readonly #runtime: Runtime;
   readonly #tileSize: number;
-  readonly #networks = new Map<string, Promise<LoadedNetwork>>();
+  readonly #pool: NetworkPool;
 
   constructor(options: EngineOptions) {
     this.#source = options.source;
     this.#runtime = options.runtime;
     this.#tileSize = options.tileSize ?? DEFAULT_TILE_SIZE;
     if (!Number.isInteger(this.#tileSize) || this.#tileSize < 8) throw new BridgeError('bad_request', `tile size must be an integer >= 8, got ${this.#tileSize}`);
+    this.#pool = new NetworkPool((entry) => this.#load(entry), options.pool ?? DEFAULT_POOL_OPTIONS);
   }
 
   get device(): string {
@@ -58,108 +48,80 @@ export class Engine {
   }
 
   loadedModels(): string[] {
-    return [...this.#networks.keys()];
+    return this.#pool.names();
   }
 
-  /** Loads each network once; concurrent first requests share the load, a failed load is retried next time. */
-  #network(spec: ModelSpec): Promise<LoadedNetwork> {
-    let loading = this.#networks.get(spec.name);
-    if (loading === undefined) {
-      loading = this.#load(spec);
-      this.#networks.set(spec.name, loading);
-      loading.catch(() => this.#networks.delete(spec.name));
-    }
-    return loading;
-  }
-
-  async #load(spec: ModelSpec): Promise<LoadedNetwork> {
-    const file = await this.#source.resolve(spec);
-    const graph = buildNetwork(spec.kind, await readSafetensors(file), spec.factor, file);
-    const expectedIn = FAMILIES[spec.from].channels;
-    const expectedOut = FAMILIES[spec.to].channels;
+  async #load(entry: NetworkEntry): Promise<LoadedNetwork> {
+    const file = await this.#source.resolve(entry);
+    const graph = buildNetwork(entry.kind, await readSafetensors(file), entry.factor, file);
+    const expectedIn = FAMILIES[entry.from].channels;
+    const expectedOut = FAMILIES[entry.to].channels;
     if (graph.inChannels !== expectedIn || graph.outChannels !== expectedOut) {
       throw new BridgeError(
         'bad_weights',
-        `${file} maps ${graph.inChannels} to ${graph.outChannels} channels, but ${spec.name} must map ${expectedIn} to ${expectedOut}`,
+        `${file} maps ${graph.inChannels} to ${graph.outChannels} channels, but ${entry.name} must map ${expectedIn} to ${expectedOut}`,
       );
     }
     return this.#runtime.load(graph);
   }
 
   /**
-   * Loads (downloading if need be) every network a request will run, without running any, so a
-   * caller can keep slow model loading out of its compute queue. `target` absent means a plain
-   * conversion. A request the engine will refuse loads nothing: the request itself reports why.
+   * Loads (downloading if need be) every network the plan names, without running any, so a caller
+   * can keep slow model loading out of its compute queue. When several are missing, one error
+   * names them all and the one command that fetches them.
    */
-  async prepare(from: FamilyName, to: FamilyName, source: TargetSize, target?: TargetSize): Promise<void> {
-    let specs: ModelSpec[];
-    try {
-      if (target === undefined) specs = from === to ? [] : [interposerSpec(from, to)];
-      else specs = networksOf(planHires(from, to, source, target).steps, source);
-    } catch (error) {
-      if (error instanceof BridgeError) return;
-      throw error;
+  async prepare(plan: Plan): Promise<void> {
+    const networks = networksOf(plan);
+    const outcomes = await Promise.allSettled(networks.map((entry) => this.#pool.load(entry)));
+    const failures = outcomes.flatMap((outcome, i) => (outcome.status === 'rejected' ? [{ entry: networks[i], error: outcome.reason as unknown }] : []));
+    if (failures.length === 0) return;
+    const missing = failures.filter((f) => f.error instanceof BridgeError && f.error.code === 'model_unavailable');
+    if (missing.length < 2 || missing.length !== failures.length) throw failures[0].error;
+    const names = missing.map((f) => f.entry.name);
+    const files = missing.map((f) => `${this.#source.fileName(f.entry)} (${f.entry.name})`);
+    throw new BridgeError(
+      'model_unavailable',
+      `${missing.length} networks this job needs are missing: ${files.join(', ')}; fetch them all with \`latent-bridge models pull ${names.join(' ')}\`. ` +
+        `The first one: ${(missing[0].error as BridgeError).message}`,
+    );
+  }
+
+  /** Runs the plan's steps on the latent; the result is in the plan's target family and size. */
+  async run(plan: Plan, latent: Latent, onStep?: (step: PlanStep) => void): Promise<Latent> {
+    if (latent.family !== plan.from || latent.shape[2] !== plan.source.height || latent.shape[3] !== plan.source.width) {
+      throw new BridgeError('internal', `a plan for a ${describeSize(plan.source)} ${plan.from} latent was given a ${describeSize(sizeOf(latent))} ${latent.family} one`);
     }
-    await Promise.all(specs.map((spec) => this.#network(spec)));
-  }
-
-  async #run(spec: ModelSpec, raw: Latent, family: FamilyName): Promise<Latent> {
-    const network = await this.#network(spec);
-    const out = await runTiled((tile) => network.run(tile), network.graph, raw, this.#tileSize);
-    return makeLatent(family, 'raw', out.shape, out.data);
-  }
-
-  /** Raw-space upscale through the planned chain of networks, then an exact resize to the target. */
-  async #upscaleRaw(raw: Latent, target: TargetSize, plan: string[]): Promise<Latent> {
-    let latent = raw;
-    for (const spec of planUpscalers(raw.family, sizeOf(latent), target)) {
-      const before = describe(sizeOf(latent));
-      latent = await this.#run(spec, latent, latent.family);
-      plan.push(`${spec.name} ${before} -> ${describe(sizeOf(latent))}`);
-    }
-    return this.#resize(latent, target, plan);
-  }
-
-  #resize(latent: Latent, target: TargetSize, plan: string[]): Latent {
-    if (latent.shape[2] === target.height && latent.shape[3] === target.width) return latent;
-    const resized = resizeBilinear(latent, target.height, target.width);
-    plan.push(`bilinear ${describe(sizeOf(latent))} -> ${describe(target)}`);
-    return makeLatent(latent.family, latent.space, resized.shape, resized.data);
-  }
-
-  async upscale(latent: Latent, target: TargetSize): Promise<UpscaleResult> {
-    checkTargetSize(target);
-    const enlarges = target.height > latent.shape[2] || target.width > latent.shape[3];
-    if (enlarges && !hasUpscaler(latent.family)) {
-      throw new BridgeError('unsupported_direction', `no neural upscaler exists for ${latent.family} latents (city96's upscaler v2.1 covers v1 and xl)`);
-    }
-    const plan: string[] = [];
-    const raw = await this.#upscaleRaw(toRaw(latent), target, plan);
-    return { latent: toSpace(raw, latent.space), plan };
-  }
-
-  async interpose(latent: Latent, to: FamilyName): Promise<Latent> {
-    if (latent.family === to) return latent;
-    return toSpace(await this.#run(interposerSpec(latent.family, to), toRaw(latent), to), latent.space);
-  }
-
-  /** The webui's hires fix in one call: convert to the hires model's family and reach the target size. */
-  async hires(latent: Latent, to: FamilyName, target: TargetSize): Promise<HiresResult> {
-    checkTargetSize(target);
-    const { steps, warnings } = planHires(latent.family, to, sizeOf(latent), target);
-    const plan: string[] = [];
+    // Nothing to do: the same values, not a round trip through raw space that may round them.
+    if (plan.steps.length === 0) return latent;
     let raw = toRaw(latent);
-    for (const step of steps) {
-      if (step.kind === 'interpose') {
-        const before = describe(sizeOf(raw));
-        raw = await this.#run(step.spec, raw, step.spec.to);
-        plan.push(`${step.spec.name} ${before} -> ${describe(sizeOf(raw))}`);
-      } else if (step.kind === 'upscale') {
-        raw = await this.#upscaleRaw(raw, step.target, plan);
-      } else {
-        raw = this.#resize(raw, step.target, plan);
-      }
+    for (const step of plan.steps) {
+      onStep?.(step);
+      raw = await this.#runStep(step, raw);
     }
-    return { latent: toSpace(raw, latent.space), plan, warnings };
+    return toSpace(raw, latent.space);
+  }
+
+  async #runStep(step: PlanStep, raw: Latent): Promise<Latent> {
+    if (step.kind === 'resize') {
+      const resized = resizeBilinear(raw, step.out.height, step.out.width);
+      return makeLatent(raw.family, raw.space, resized.shape, resized.data);
+    }
+    const out = await this.#pool.use(step.network, (network) => runTiled((tile) => network.run(tile), network.graph, raw, this.#tileSize));
+    if (out.shape[2] !== step.out.height || out.shape[3] !== step.out.width) {
+      throw new BridgeError('internal', `${step.network.name} made ${out.shape[2]}x${out.shape[3]} where the plan says ${describeSize(step.out)}`);
+    }
+    return makeLatent(step.network.to, 'raw', out.shape, out.data);
+  }
+
+  /** Plans the job against the limits (src/planner.ts decides), loads what the plan names and runs it. */
+  async perform(job: Job, limits: WorkLimits, onStep?: (step: PlanStep) => void): Promise<{ plan: Plan; latent: Latent }> {
+    const plan = planJob(job, limits);
+    await this.prepare(plan);
+    return { plan, latent: await this.run(plan, job.latent, onStep) };
+  }
+
+  /** Releases every loaded network. */
+  close(): Promise<void> {
+    return this.#pool.close();
   }
 }

@@ -1,99 +1,200 @@
+import { hasUpscaler, interposerFor, upscalersFor, type NetworkEntry } from './catalogue.ts';
 import { BridgeError } from './errors.ts';
-import type { Tensor4 } from './tensor.ts';
-import type { FamilyName } from './families.ts';
-import { hasUpscaler, interposerSpec, upscalerSpecs, type ModelSpec } from './store/registry.ts';
+import { FAMILIES, type FamilyName } from './families.ts';
+import type { Latent } from './latent.ts';
+import { checkElements, checkFinite, checkTargetSize, type WorkLimits } from './limits.ts';
+import { describeSize, scaledSize, sizeOf, type Size } from './tensor.ts';
 
-/** A latent's spatial size, in latent pixels. */
-export interface TargetSize {
-  readonly height: number;
-  readonly width: number;
-}
+/** A piece of work asked of the engine, by a client or on the command line. */
+export type Job =
+  | { readonly op: 'upscale'; readonly latent: Latent; readonly target: Size }
+  | { readonly op: 'interpose'; readonly latent: Latent; readonly to: FamilyName }
+  | { readonly op: 'hires'; readonly latent: Latent; readonly to: FamilyName; readonly target: Size };
 
-/** The spatial size of an NCHW tensor. */
-export function sizeOf(tensor: Tensor4): TargetSize {
-  return { height: tensor.shape[2], width: tensor.shape[3] };
-}
+/** One step of a plan: a network run, or the exact bilinear resize that ends at the requested size. */
+export type PlanStep =
+  | { readonly kind: 'network'; readonly network: NetworkEntry; readonly in: Size; readonly out: Size }
+  | { readonly kind: 'resize'; readonly family: FamilyName; readonly in: Size; readonly out: Size };
 
-/** PyTorch's `nn.Upsample` output size: floor(in * factor). */
-export function scaledSize(size: TargetSize, factor: number): TargetSize {
-  return { height: Math.floor(size.height * factor), width: Math.floor(size.width * factor) };
+export interface PlanWarning {
+  /** `no_upscaler`: the size was reached by a bilinear resize alone. */
+  readonly code: 'no_upscaler';
+  readonly message: string;
 }
 
 /**
- * The chain of trained upscalers that reaches at least `target`: the smallest trained factor
- * that gets there, after as many of the largest as needed. The caller resizes the last output
- * down to the exact target, so at exactly a trained factor nothing but the network runs.
+ * How a job is done, decided once: the engine loads exactly the networks named here and runs the
+ * steps in order, and the reply reports the plan as it is (docs/protocol.md, "Plans").
  */
-export function planUpscalers(family: FamilyName, from: TargetSize, target: TargetSize): ModelSpec[] {
-  const specs = [...upscalerSpecs(family)].sort((a, b) => a.factor - b.factor);
-  const chain: ModelSpec[] = [];
-  let size = from;
-  while (size.height < target.height || size.width < target.width) {
-    const reaches = (spec: ModelSpec) => {
-      const next = scaledSize(size, spec.factor);
-      return next.height >= target.height && next.width >= target.width;
-    };
-    const spec = specs.find(reaches) ?? specs[specs.length - 1];
-    chain.push(spec);
-    size = scaledSize(size, spec.factor);
-  }
-  return chain;
+export interface Plan {
+  readonly from: FamilyName;
+  readonly to: FamilyName;
+  readonly source: Size;
+  readonly target: Size;
+  readonly steps: readonly PlanStep[];
+  readonly warnings: readonly PlanWarning[];
 }
 
-/** How a hires request gets from the first-pass latent to the target family and size. */
-export type HiresStep =
-  | { readonly kind: 'interpose'; readonly spec: ModelSpec }
-  | { readonly kind: 'upscale'; readonly family: FamilyName; readonly target: TargetSize }
-  | { readonly kind: 'resize'; readonly target: TargetSize };
+/** One step in words, for logs and the command line: `upscaler-v1-x2.0 64x64 -> 128x128`. */
+export function describeStep(step: PlanStep): string {
+  const name = step.kind === 'network' ? step.network.name : 'bilinear';
+  return `${name} ${describeSize(step.in)} -> ${describeSize(step.out)}`;
+}
+
+/** The whole plan in words; `unchanged` when there is nothing to do. */
+export function describePlan(plan: Plan): string {
+  return plan.steps.map(describeStep).join('; ') || 'unchanged';
+}
+
+/** Every network a plan runs, each once, in the order of first use. */
+export function networksOf(plan: Plan): NetworkEntry[] {
+  const networks = new Map<string, NetworkEntry>();
+  for (const step of plan.steps) if (step.kind === 'network') networks.set(step.network.name, step.network);
+  return [...networks.values()];
+}
+
+function sameSize(a: Size, b: Size): boolean {
+  return a.height === b.height && a.width === b.width;
+}
+
+/**
+ * More steps than any plan within the limits needs (a chain doubles at least once a step), kept as
+ * a hard stop so that no input, whatever the size arithmetic does, can keep the planner looping.
+ */
+const MAX_STEPS = 32;
+
+/** Builds the steps one after the other, following the size; refuses a step that leaves nothing. */
+class StepList {
+  readonly steps: PlanStep[] = [];
+  size: Size;
+
+  constructor(source: Size) {
+    this.size = source;
+  }
+
+  run(network: NetworkEntry): void {
+    const out = scaledSize(this.size, network.factor);
+    if (out.height < 1 || out.width < 1) {
+      throw new BridgeError(
+        'bad_request',
+        `a ${describeSize(this.size)} ${network.from} latent is too small: ${network.name} scales it by ${network.factor} to ${describeSize(out)}`,
+      );
+    }
+    if (this.steps.length >= MAX_STEPS) throw new BridgeError('too_large', `reaching this size would take more than ${MAX_STEPS} network runs`);
+    this.steps.push({ kind: 'network', network, in: this.size, out });
+    this.size = out;
+  }
+
+  /**
+   * The chain of trained upscalers that reaches at least `target`: the smallest trained factor that
+   * gets there, after as many of the largest as needed. Each step grows a side of at least one
+   * pixel by at least one (floor(n * 2) > n), so the chain ends within log2(target) steps.
+   */
+  upscale(family: FamilyName, target: Size): void {
+    const upscalers = upscalersFor(family);
+    while (this.size.height < target.height || this.size.width < target.width) {
+      const reaches = (network: NetworkEntry): boolean => {
+        const next = scaledSize(this.size, network.factor);
+        return next.height >= target.height && next.width >= target.width;
+      };
+      this.run(upscalers.find(reaches) ?? upscalers[upscalers.length - 1]);
+    }
+  }
+
+  /** The exact resize to `target`, unless the size is already right. */
+  resize(family: FamilyName, target: Size): void {
+    if (sameSize(this.size, target)) return;
+    this.steps.push({ kind: 'resize', family, in: this.size, out: target });
+    this.size = target;
+  }
+}
+
+function noUpscalerWarning(from: FamilyName, to: FamilyName): PlanWarning {
+  const names = from === to ? to : `${from} or ${to}`;
+  return { code: 'no_upscaler', message: `no neural upscaler exists for ${names} latents; resized bilinearly` };
+}
 
 /**
  * Orders conversion and upscaling so the interposer (the costlier network) runs at the lower
  * resolution whenever an upscaler exists after it: interpose first when the target family has
  * an upscaler, upscale first when only the source family has one, plain resize when neither.
  */
-export function planHires(from: FamilyName, to: FamilyName, source: TargetSize, target: TargetSize): { steps: HiresStep[]; warnings: string[] } {
-  const steps: HiresStep[] = [];
-  let size = source;
+function hiresSteps(from: FamilyName, to: FamilyName, source: Size, target: Size): { steps: PlanStep[]; warnings: PlanWarning[] } {
+  const list = new StepList(source);
   if (from !== to) {
-    const spec = interposerSpec(from, to);
+    const interposer = interposerFor(from, to);
     if (!hasUpscaler(to) && hasUpscaler(from)) {
-      const before = scaledSize(target, 1 / spec.factor);
-      if (before.height > size.height || before.width > size.width) {
-        steps.push({ kind: 'upscale', family: from, target: before });
-        size = before;
+      const before = scaledSize(target, 1 / interposer.factor);
+      if (before.height > list.size.height || before.width > list.size.width) {
+        list.upscale(from, before);
+        list.resize(from, before);
       }
     }
-    steps.push({ kind: 'interpose', spec });
-    size = scaledSize(size, spec.factor);
+    list.run(interposer);
   }
-  if (size.height === target.height && size.width === target.width) return { steps, warnings: [] };
-  if (hasUpscaler(to)) return { steps: [...steps, { kind: 'upscale', family: to, target }], warnings: [] };
-  const names = from === to ? to : `${from} or ${to}`;
-  return { steps: [...steps, { kind: 'resize', target }], warnings: [`no neural upscaler exists for ${names} latents; resized bilinearly`] };
+  if (sameSize(list.size, target)) return { steps: list.steps, warnings: [] };
+  const enlarges = target.height > list.size.height || target.width > list.size.width;
+  if (hasUpscaler(to)) list.upscale(to, target);
+  list.resize(to, target);
+  const warnings = enlarges && !hasUpscaler(to) ? [noUpscalerWarning(from, to)] : [];
+  return { steps: list.steps, warnings };
 }
 
-/** Every network a hires plan runs, in order, following the size through the steps. */
-export function networksOf(steps: readonly HiresStep[], source: TargetSize): ModelSpec[] {
-  const specs: ModelSpec[] = [];
-  let size = source;
+/**
+ * What a step inside a plan may build: a chain of trained factors overshoots the target before its
+ * final resize (by less than 2x a side), and an interposer into 16 channels quadruples a 4-channel
+ * latent, so a step's result may hold up to four times what a request or result may.
+ */
+function checkIntermediates(batch: number, steps: readonly PlanStep[], limits: WorkLimits): void {
   for (const step of steps) {
-    if (step.kind === 'interpose') {
-      specs.push(step.spec);
-      size = scaledSize(size, step.spec.factor);
-    } else {
-      if (step.kind === 'upscale') specs.push(...planUpscalers(step.family, size, step.target));
-      size = step.target;
+    const family = step.kind === 'network' ? step.network.to : step.family;
+    const elements = batch * FAMILIES[family].channels * step.out.height * step.out.width;
+    if (elements > 4 * limits.maxElements) {
+      throw new BridgeError(
+        'too_large',
+        `a step of this plan would build ${elements} elements (${describeSize(step.out)} latent pixels), beyond four times the limit of ${limits.maxElements} (--max-elements)`,
+      );
     }
   }
-  return specs;
 }
 
-/** Largest latent side accepted as a target: 16384 pixels at 8 pixels per latent pixel. */
-export const MAX_TARGET_SIDE = 2048;
-
-export function checkTargetSize(target: TargetSize): void {
-  for (const [axis, value] of Object.entries(target)) {
-    if (!Number.isSafeInteger(value) || value < 1) throw new BridgeError('bad_request', `target ${axis} must be a positive integer, got ${value}`);
-    if (value > MAX_TARGET_SIDE) throw new BridgeError('too_large', `target ${axis} ${value} exceeds the limit of ${MAX_TARGET_SIDE} latent pixels`);
+/**
+ * Decides whether a job is accepted and how it runs: the one place where every entry point's
+ * requests are checked against the limits. Throws `bad_request`, `bad_tensor`, `too_large` or
+ * `unsupported_direction`; otherwise the plan has a bounded number of steps, each of at least
+ * one latent pixel a side, ending exactly at the requested family and size.
+ */
+export function planJob(job: Job, limits: WorkLimits): Plan {
+  const { latent } = job;
+  const source = sizeOf(latent);
+  const from = latent.family;
+  const to = job.op === 'upscale' ? from : job.to;
+  const target = job.op === 'interpose' ? source : job.target;
+  checkElements('the latent', latent.shape, limits);
+  if (job.op !== 'interpose') checkTargetSize(target, limits);
+  checkElements('the result', [latent.shape[0], FAMILIES[to].channels, target.height, target.width], limits);
+  let planned: { steps: PlanStep[]; warnings: PlanWarning[] };
+  switch (job.op) {
+    case 'upscale': {
+      const enlarges = target.height > source.height || target.width > source.width;
+      if (enlarges && !hasUpscaler(from)) {
+        throw new BridgeError('unsupported_direction', `no neural upscaler exists for ${from} latents (city96's upscaler v2.1 covers v1 and xl)`);
+      }
+      planned = hiresSteps(from, from, source, target);
+      break;
+    }
+    case 'interpose': {
+      const list = new StepList(source);
+      if (from !== to) list.run(interposerFor(from, to));
+      planned = { steps: list.steps, warnings: [] };
+      break;
+    }
+    case 'hires':
+      planned = hiresSteps(from, to, source, target);
+      break;
   }
+  checkIntermediates(latent.shape[0], planned.steps, limits);
+  checkFinite('the latent', latent.data, limits);
+  const last = planned.steps.at(-1)?.out ?? source;
+  return { from, to, source, target: last, steps: planned.steps, warnings: planned.warnings };
 }

@@ -5,8 +5,7 @@ import ort from 'onnxruntime-node';
 import { BridgeError } from './errors.ts';
 import { GraphBuilder } from './onnx/graph.ts';
 import { INPUT_NAME, OUTPUT_NAME, type NetworkGraph } from './networks/network.ts';
-import { scaledSize } from './planner.ts';
-import { tensor4, type Tensor4 } from './tensor.ts';
+import { scaledSize, tensor4, type Tensor4 } from './tensor.ts';
 
 /** `auto` picks CUDA when its provider is installed and works, else the CPU. */
 export const DEVICE_CHOICES = ['auto', 'cuda', 'webgpu', 'cpu'] as const;

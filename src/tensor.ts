@@ -14,6 +14,26 @@ export type FloatDtype = (typeof FLOAT_DTYPES)[number];
 
 export const BYTES_PER_ELEMENT: Readonly<Record<FloatDtype, number>> = { float32: 4, float16: 2, bfloat16: 2 };
 
+/** A latent's spatial size, in latent pixels. */
+export interface Size {
+  readonly height: number;
+  readonly width: number;
+}
+
+/** The spatial size of an NCHW tensor. */
+export function sizeOf(tensor: Tensor4): Size {
+  return { height: tensor.shape[2], width: tensor.shape[3] };
+}
+
+/** PyTorch's `nn.Upsample` output size: floor(in * factor). */
+export function scaledSize(size: Size, factor: number): Size {
+  return { height: Math.floor(size.height * factor), width: Math.floor(size.width * factor) };
+}
+
+export function describeSize(size: Size): string {
+  return `${size.height}x${size.width}`;
+}
+
 export function elementCount(shape: readonly number[]): number {
   return shape.reduce((n, d) => n * d, 1);
 }

@@ -31,6 +31,12 @@ async function latentFile(name: string, shape: number[], tensorName = 'samples')
   return file;
 }
 
+async function nanFile(): Promise<string> {
+  const file = path.join(work, 'nan.safetensors');
+  await writeSafetensors(file, { samples: { shape: [1, 4, 4, 4], data: new Float32Array(64).fill(Number.NaN) } });
+  return file;
+}
+
 async function truncatedFile(): Promise<string> {
   const file = await latentFile('cut.safetensors', [1, 4, 8, 8]);
   const bytes = readFileSync(file);
@@ -99,7 +105,11 @@ describe('latent-bridge CLI', () => {
     ['a truncated input', async () => ['upscale', '--family', 'v1', '--scale', '2', await truncatedFile()], /truncated/],
     ['both --scale and --size', async () => ['upscale', '--family', 'v1', '--scale', '2', '--size', '4x4', await latentFile('h.safetensors', [1, 4, 8, 8])], /exactly one of/],
     ['a factor that leaves no output', async () => ['net', '--arch', 'upscaler', '--weights', weightsPath(conformanceCase('upscaler-x2.0')), '--factor', '0.01', await latentFile('j.safetensors', [1, 4, 8, 8])], /height must be a positive integer, got 0/],
-    ['a factor beyond the size limit', async () => ['net', '--arch', 'upscaler', '--weights', weightsPath(conformanceCase('upscaler-x2.0')), '--factor', '1000', await latentFile('k.safetensors', [1, 4, 8, 8])], /exceeds the limit/],
+    ['a factor beyond the size limit', async () => ['net', '--arch', 'upscaler', '--weights', weightsPath(conformanceCase('upscaler-x2.0')), '--factor', '1000', await latentFile('k.safetensors', [1, 4, 8, 8])], /beyond the limit of 1024 \(--max-side\)/],
+    // The same limits and checks as the server's, from the same place (src/limits.ts, src/planner.ts).
+    ['a scale beyond the server\'s', async () => ['upscale', '--family', 'v1', '--scale', '20', await latentFile('l.safetensors', [1, 4, 8, 8])], /scale 20 is, beyond the limit of 16 \(--max-scale\)/],
+    ['a size that would take minutes, unless asked', async () => ['upscale', '--family', 'v1', '--size', '2000x2000', await latentFile('m.safetensors', [1, 4, 8, 8])], /target height 2000 latent pixels is, beyond the limit of 1024 \(--max-side\)/],
+    ['a latent of NaN', async () => ['upscale', '--family', 'v1', '--scale', '2', await nanFile()], /non-finite value \(NaN\).*--allow-nonfinite/],
     ['an I64 input tensor', async () => ['net', '--arch', 'interposer', '--weights', weightsPath(conformanceCase('interposer-ca-to-v1-small')), '--factor', '1', '--tensor', 'core.1.norm.num_batches_tracked', weightsPath(conformanceCase('interposer-ca-to-v1-small'))], /num_batches_tracked/],
     ['weights of the other architecture', async () => ['net', '--arch', 'interposer', '--weights', weightsPath(conformanceCase('upscaler-x2.0')), '--factor', '1', await latentFile('i.safetensors', [1, 4, 8, 8])], /missing key "head\.short\.weight"/],
   ];
@@ -115,6 +125,28 @@ describe('latent-bridge CLI', () => {
     const file = await latentFile('same.safetensors', [1, 4, 8, 8]);
     expect((await cli('upscale', '--family', 'v1', '--size', '10x10', '--models', models, file, file)).code).toBe(0);
     expect((await readSafetensors(file)).tensors.get('latent')?.shape).toEqual([1, 4, 10, 10]);
+  });
+
+  it('interpose into the same family copies the latent, as the server answers it', async () => {
+    const file = await latentFile('xl.safetensors', [1, 4, 8, 8]);
+    const outFile = path.join(work, 'xl-to-xl.safetensors');
+    const result = await cli('interpose', '--from', 'xl', '--to', 'xl', '--models', models, file, outFile);
+    expect(result.code).toBe(0);
+    expect(result.stderr).toMatch(/xl \[1, 4, 8, 8\] -> xl \[1, 4, 8, 8\] on cpu: unchanged/);
+    const [read, written] = [await readSafetensors(file), await readSafetensors(outFile)];
+    expect(toFloat32(written.tensors.get('latent')!, 'latent')).toEqual(toFloat32(read.tensors.get('samples')!, 'samples'));
+  });
+
+  it('runs what its limits refused once they are raised, saying each step', async () => {
+    const file = await latentFile('small.safetensors', [1, 4, 8, 8]);
+    const outFile = path.join(work, 'raised.safetensors');
+    const refused = await cli('upscale', '--family', 'v1', '--size', '16x16', '--max-side', '12', '--models', models, file, outFile);
+    expect([refused.code, existsSync(outFile)]).toEqual([1, false]);
+    expect(refused.stderr).toMatch(/beyond the limit of 12 \(--max-side\)/);
+    const result = await cli('upscale', '--family', 'v1', '--size', '16x16', '--max-side', '16', '--models', models, file, outFile);
+    expect(result.code).toBe(0);
+    expect(result.stderr).toMatch(/running upscaler-v1-x2.0 8x8 -> 16x16\n/);
+    expect((await readSafetensors(outFile)).tensors.get('latent')?.shape).toEqual([1, 4, 16, 16]);
   });
 
   for (const [what, args, message] of failures) {

@@ -1,20 +1,24 @@
 import { describe, expect, it } from 'vitest';
 import { BridgeError } from '../src/errors.ts';
 import { decodeMessage, encodeMessage } from '../src/protocol/codec.ts';
-import { parseRequest, peekRequestId, type RequestLimits } from '../src/protocol/messages.ts';
+import { DEFAULT_WORK_LIMITS, type WorkLimits } from '../src/limits.ts';
+import { planJob } from '../src/planner.ts';
+import { parseRequest, peekRequestId, PROTOCOL_VERSION } from '../src/protocol/messages.ts';
 import { encodeFloats } from '../src/tensor.ts';
 import { f32Bytes } from './support/server-harness.ts';
 
-const limits: RequestLimits = { maxElements: 4 * 64 * 64, maxSide: 128 };
+const limits: WorkLimits = { ...DEFAULT_WORK_LIMITS, maxElements: 4 * 64 * 64, maxSide: 128 };
 
 function latent(shape = [1, 4, 8, 8], dtype: 'float32' | 'float16' | 'bfloat16' = 'float32') {
   const values = new Float32Array(shape.reduce((a, b) => a * b)).map((_, i) => (i % 7) - 3);
   return { dtype, shape, data: encodeFloats(dtype, values) };
 }
 
+/** What the server decides for a message: the request's validation, then for inference its plan. */
 function errorOf(message: unknown): { code: string; message: string } {
   try {
-    parseRequest(message, limits);
+    const request = parseRequest(message, limits);
+    if ('job' in request) planJob(request.job, limits);
   } catch (error) {
     expect(error).toBeInstanceOf(BridgeError);
     return { code: (error as BridgeError).code, message: (error as BridgeError).message };
@@ -45,17 +49,17 @@ describe('msgpack codec', () => {
 
 describe('request validation', () => {
   it('accepts every op in its documented form', () => {
-    expect(parseRequest({ id: 1, op: 'hello', protocol: 1, client: 'x' }, limits)).toMatchObject({ op: 'hello', client: 'x' });
+    expect(parseRequest({ id: 1, op: 'hello', protocol: PROTOCOL_VERSION, client: 'x' }, limits)).toMatchObject({ op: 'hello', client: 'x' });
     expect(parseRequest({ id: 'a', op: 'models' }, limits)).toEqual({ id: 'a', op: 'models' });
     expect(parseRequest({ id: 2, op: 'watch' }, limits)).toEqual({ id: 2, op: 'watch' });
     const up = parseRequest({ id: 3, op: 'upscale', latent: latent(), family: 'sdxl', scale: 1.5 }, limits);
-    expect(up).toMatchObject({ op: 'upscale', target: { height: 12, width: 12 } });
+    expect(up).toMatchObject({ op: 'upscale', dtype: 'float32', job: { op: 'upscale', target: { height: 12, width: 12 } } });
     if (up.op !== 'upscale') throw new Error('unreachable');
-    expect(up.input.latent.family).toBe('xl');
-    expect(up.input.latent.space).toBe('model');
-    expect(parseRequest({ id: 4, op: 'upscale', latent: latent(), family: 'v1', size: [9, 17] }, limits)).toMatchObject({ target: { height: 9, width: 17 } });
-    expect(parseRequest({ id: 5, op: 'interpose', latent: latent(), from: 'xl', to: 'v1' }, limits)).toMatchObject({ op: 'interpose', to: 'v1' });
-    expect(parseRequest({ id: 6, op: 'hires', latent: latent(), from: 'xl', to: 'v3', size: [16, 16] }, limits)).toMatchObject({ op: 'hires', to: 'v3' });
+    expect(up.job.latent.family).toBe('xl');
+    expect(up.job.latent.space).toBe('model');
+    expect(parseRequest({ id: 4, op: 'upscale', latent: latent(), family: 'v1', size: [9, 17] }, limits)).toMatchObject({ job: { target: { height: 9, width: 17 } } });
+    expect(parseRequest({ id: 5, op: 'interpose', latent: latent(), from: 'xl', to: 'v1' }, limits)).toMatchObject({ op: 'interpose', job: { to: 'v1' } });
+    expect(parseRequest({ id: 6, op: 'hires', latent: latent(), from: 'xl', to: 'v3', size: [16, 16] }, limits)).toMatchObject({ op: 'hires', job: { to: 'v3' } });
     const preview = parseRequest({ id: 7, op: 'preview', latent: latent([2, 4, 8, 8], 'bfloat16'), family: 'v1', job: 'j', step: 3, total: 20, index: 1, noreply: true }, limits);
     expect(preview).toMatchObject({ op: 'preview', preview: { job: 'j', step: 3, total: 20, index: 1, grid: false, noreply: true } });
   });
@@ -64,8 +68,8 @@ describe('request validation', () => {
     for (const dtype of ['float16', 'bfloat16'] as const) {
       const request = parseRequest({ id: 1, op: 'interpose', latent: latent([1, 4, 2, 2], dtype), from: 'v1', to: 'xl' }, limits);
       if (request.op !== 'interpose') throw new Error('unreachable');
-      expect(request.input.dtype).toBe(dtype);
-      expect([...request.input.latent.data.slice(0, 4)]).toEqual([-3, -2, -1, 0]);
+      expect(request.dtype).toBe(dtype);
+      expect([...request.job.latent.data.slice(0, 4)]).toEqual([-3, -2, -1, 0]);
     }
   });
 
@@ -80,12 +84,12 @@ describe('request validation', () => {
 
   const cases: [string, Record<string, unknown>, string, RegExp][] = [
     ['not a map', [] as unknown as Record<string, unknown>, 'bad_request', /must be a msgpack map/],
-    ['no id', { op: 'hello', protocol: 1 }, 'bad_request', /"id"/],
+    ['no id', { op: 'hello', protocol: PROTOCOL_VERSION }, 'bad_request', /"id"/],
     ['id of a wrong type', { id: 1.5, op: 'models' }, 'bad_request', /"id"/],
     ['unknown op', { id: 1, op: 'explode' }, 'bad_request', /"op" must be one of/],
     ['op not a string', { id: 1, op: 5 }, 'bad_request', /"op"/],
-    ['wrong protocol', { id: 1, op: 'hello', protocol: 2 }, 'bad_request', /speaks protocol 1/],
-    ['client name not a string', { id: 1, op: 'hello', protocol: 1, client: 3 }, 'bad_request', /"client"/],
+    ['wrong protocol', { id: 1, op: 'hello', protocol: 1 }, 'bad_request', /speaks protocol 2, the client asked for 1/],
+    ['client name not a string', { id: 1, op: 'hello', protocol: PROTOCOL_VERSION, client: 3 }, 'bad_request', /"client"/],
     ['unknown family', { id: 1, op: 'upscale', latent: latent(), family: 'sd9', scale: 2 }, 'unknown_family', /sd9/],
     ['a family named after an Object property', { id: 1, op: 'upscale', latent: latent(), family: 'constructor', scale: 2 }, 'unknown_family', /constructor/],
     ['a source family named __proto__', { id: 1, op: 'interpose', latent: latent(), from: '__proto__', to: 'v1' }, 'unknown_family', /__proto__/],
@@ -102,9 +106,13 @@ describe('request validation', () => {
     ['both size and scale', { id: 1, op: 'upscale', latent: latent(), family: 'v1', size: [16, 16], scale: 2 }, 'bad_request', /exactly one/],
     ['neither size nor scale', { id: 1, op: 'upscale', latent: latent(), family: 'v1' }, 'bad_request', /exactly one/],
     ['size of three numbers', { id: 1, op: 'hires', latent: latent(), from: 'v1', to: 'xl', size: [1, 2, 3] }, 'bad_request', /"size"/],
-    ['size beyond max side', { id: 1, op: 'hires', latent: latent(), from: 'v1', to: 'xl', size: [129, 16] }, 'bad_request', /"size"/],
-    ['result too large', { id: 1, op: 'hires', latent: latent(), from: 'v1', to: 'v3', size: [64, 64] }, 'too_large', /result/],
-    ['negative scale', { id: 1, op: 'upscale', latent: latent(), family: 'v1', scale: -2 }, 'bad_request', /"scale"/],
+    ['size of zero', { id: 1, op: 'hires', latent: latent(), from: 'v1', to: 'xl', size: [0, 16] }, 'bad_request', /"size"/],
+    ['size beyond max side', { id: 1, op: 'hires', latent: latent(), from: 'v1', to: 'xl', size: [129, 16] }, 'too_large', /--max-side/],
+    ['result too large', { id: 1, op: 'hires', latent: latent(), from: 'v1', to: 'v3', size: [64, 64] }, 'too_large', /result.*--max-elements/],
+    ['scale beyond max scale', { id: 1, op: 'upscale', latent: latent(), family: 'v1', scale: 16.5 }, 'too_large', /--max-scale/],
+    ['negative scale', { id: 1, op: 'upscale', latent: latent(), family: 'v1', scale: -2 }, 'bad_request', /scale must be a number greater than 0/],
+    ['a latent holding NaN', { id: 1, op: 'upscale', latent: { ...latent(), data: new Uint8Array(new Float32Array(256).fill(Number.NaN).buffer) }, family: 'v1', scale: 2 }, 'bad_tensor', /non-finite/],
+    ['a Cascade latent halved to nothing', { id: 1, op: 'hires', latent: latent([1, 4, 1, 1]), from: 'ca', to: 'v1', size: [1, 1] }, 'bad_request', /too small/],
     ['NaN scale', { id: 1, op: 'upscale', latent: latent(), family: 'v1', scale: NaN }, 'bad_request', /"scale"/],
     ['scale to nothing', { id: 1, op: 'upscale', latent: latent(), family: 'v1', scale: 0.01 }, 'bad_request', /nothing/],
     ['index beyond the batch', { id: 1, op: 'preview', latent: latent(), family: 'v1', index: 1 }, 'bad_request', /"index"/],

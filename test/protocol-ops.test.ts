@@ -2,12 +2,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { FAMILIES, FAMILY_NAMES } from '../src/families.ts';
 import { makeLatent } from '../src/latent.ts';
+import { DEFAULT_WORK_LIMITS } from '../src/limits.ts';
 import { renderPreview } from '../src/preview.ts';
-import { OPS } from '../src/protocol/messages.ts';
+import { OPS, PROTOCOL_VERSION } from '../src/protocol/messages.ts';
+import { writePlan } from '../src/protocol/wire-plan.ts';
 import { decodeFloats, encodeFloats } from '../src/tensor.ts';
 import { conformanceCase, conformanceIO, countOutOfTolerance, seededData } from './support/conformance.ts';
 import { RawWebSocket } from './support/server-raw-socket.ts';
-import { f32Values, packr, startTestServer, TestClient, wireTensor, type Reply, type TestServer } from './support/server-harness.ts';
+import { f32Values, packr, planSteps, startTestServer, TestClient, wireTensor, type Reply, type TestServer } from './support/server-harness.ts';
 
 let server: TestServer;
 let client: TestClient;
@@ -38,15 +40,15 @@ function v1Latent(h: number, w: number, seed = 1) {
 
 describe('hello, models, health and metrics', () => {
   it('hello answers with the protocol, server, device, families and ops', async () => {
-    const reply = await client.request({ op: 'hello', protocol: 1, client: 'vitest' });
-    expect(reply).toMatchObject({ ok: true, protocol: 1, server: 'latent-bridge', version: 'test', device: 'cpu' });
-    expect(reply.families).toEqual([...FAMILY_NAMES]);
+    const reply = await client.request({ op: 'hello', protocol: PROTOCOL_VERSION, client: 'vitest' });
+    expect(reply).toMatchObject({ ok: true, protocol: PROTOCOL_VERSION, server: 'latent-bridge', version: 'test', device: 'cpu' });
+    expect(reply.families).toEqual(FAMILY_NAMES.map((name) => ({ name, label: FAMILIES[name].label, channels: FAMILIES[name].channels, downscale: FAMILIES[name].downscale })));
     expect(reply.ops).toEqual([...OPS]);
     expect(reply.limits).toMatchObject({ max_payload: 1024 * 1024, max_elements: 4 * 128 * 128 });
   });
 
   it('echoes string ids as well as integer ones', async () => {
-    expect((await client.request({ id: 'req-α', op: 'hello', protocol: 1 })).id).toBe('req-α');
+    expect((await client.request({ id: 'req-α', op: 'hello', protocol: PROTOCOL_VERSION })).id).toBe('req-α');
   });
 
   it('models lists every network, present or missing with a reason', async () => {
@@ -60,7 +62,7 @@ describe('hello, models, health and metrics', () => {
 
   it('GET /healthz and /metrics report state', async () => {
     const health = await (await fetch(`${server.server.url}/healthz`)).json();
-    expect(health).toMatchObject({ ok: true, server: 'latent-bridge', protocol: 1, device: 'cpu' });
+    expect(health).toMatchObject({ ok: true, server: 'latent-bridge', protocol: PROTOCOL_VERSION, device: 'cpu' });
     expect(Array.isArray(health.models_loaded)).toBe(true);
     const metrics = await (await fetch(`${server.server.url}/metrics`)).text();
     expect(metrics).toMatch(/^latent_bridge_requests_total\{op="hello"\} \d+$/m);
@@ -77,7 +79,7 @@ describe('inference ops', () => {
     const scale = FAMILIES.v1.scale;
     const reply = await client.request({ op: 'upscale', family: 'v1', scale: 2, latent: wireTensor(input.shape, input.data.map((v) => v * scale)) });
     expect(reply.ok).toBe(true);
-    expect(reply.plan).toEqual(['upscaler-v1-x2.0 24x24 -> 48x48']);
+    expect(planSteps(reply.plan)).toEqual(['upscaler-v1-x2.0 24x24 -> 48x48']);
     expect(reply.latent.dtype).toBe('float32');
     expect(reply.latent.shape).toEqual([1, 4, 48, 48]);
     const got = f32Values(reply.latent.data).map((v) => v / scale);
@@ -87,8 +89,8 @@ describe('inference ops', () => {
   it('upscale to an exact size gives what the engine gives', async () => {
     const latent = v1Latent(16, 20, 2);
     const reply = await client.request({ op: 'upscale', family: 'sd15', size: [27, 31], latent: wireTensor(latent.shape, latent.data) });
-    const direct = await server.engine.upscale(latent, { height: 27, width: 31 });
-    expect(reply.plan).toEqual(direct.plan);
+    const direct = await server.engine.perform({ op: 'upscale', latent, target: { height: 27, width: 31 } }, DEFAULT_WORK_LIMITS);
+    expect(reply.plan).toEqual(writePlan(direct.plan));
     expect(reply.latent.shape).toEqual([1, 4, 27, 31]);
     expect(f32Values(reply.latent.data)).toEqual(direct.latent.data);
   });
@@ -100,7 +102,7 @@ describe('inference ops', () => {
       const reply = await client.request({ op: 'upscale', family: 'v1', scale: 2, latent: { dtype, shape: [1, 4, 8, 8], data: encodeFloats(dtype, latent.data) } });
       expect(reply.latent.dtype).toBe(dtype);
       expect(reply.latent.data.byteLength).toBe(4 * 16 * 16 * 2);
-      const direct = await server.engine.upscale(makeLatent('v1', 'model', [1, 4, 8, 8], sent), { height: 16, width: 16 });
+      const direct = await server.engine.perform({ op: 'upscale', latent: makeLatent('v1', 'model', [1, 4, 8, 8], sent), target: { height: 16, width: 16 } }, DEFAULT_WORK_LIMITS);
       expect([...decodeFloats(dtype, reply.latent.data)]).toEqual([...decodeFloats(dtype, encodeFloats(dtype, direct.latent.data))]);
     });
   }
@@ -110,7 +112,8 @@ describe('inference ops', () => {
     const reply = await client.request({ op: 'interpose', from: 'xl', to: 'v1', latent: wireTensor(latent.shape, latent.data) });
     expect(reply.ok).toBe(true);
     expect(reply.latent.shape).toEqual([2, 4, 12, 10]);
-    expect(f32Values(reply.latent.data)).toEqual((await server.engine.interpose(latent, 'v1')).data);
+    expect(f32Values(reply.latent.data)).toEqual((await server.engine.perform({ op: 'interpose', latent, to: 'v1' }, DEFAULT_WORK_LIMITS)).latent.data);
+    expect(planSteps(reply.plan)).toEqual(['interposer-xl-to-v1 12x10 -> 12x10']);
     const to16 = await client.request({ op: 'interpose', from: 'v1', to: 'v3', latent: wireTensor(latent.shape, latent.data) });
     expect(to16.latent.shape).toEqual([2, 16, 12, 10]);
   });
@@ -118,20 +121,24 @@ describe('inference ops', () => {
   it('hires interposes and upscales in one round trip, with plan and warnings', async () => {
     const latent = makeLatent('xl', 'model', [1, 4, 16, 16], seededData(4 * 16 * 16, 5));
     const reply = await client.request({ op: 'hires', from: 'xl', to: 'v1', size: [32, 32], latent: wireTensor(latent.shape, latent.data) });
-    const direct = await server.engine.hires(latent, 'v1', { height: 32, width: 32 });
-    expect(reply).toMatchObject({ ok: true, plan: direct.plan, warnings: direct.warnings });
-    expect(reply.plan.length).toBeGreaterThanOrEqual(2);
+    const direct = await server.engine.perform({ op: 'hires', latent, to: 'v1', target: { height: 32, width: 32 } }, DEFAULT_WORK_LIMITS);
+    expect(reply).toMatchObject({ ok: true, plan: writePlan(direct.plan) });
+    expect(reply.plan).toMatchObject({ from: 'xl', to: 'v1', source: [16, 16], target: [32, 32], warnings: [] });
+    expect(reply.plan.steps).toEqual([
+      { kind: 'interpose', network: 'interposer-xl-to-v1', from: 'xl', to: 'v1', in: [16, 16], out: [16, 16] },
+      { kind: 'upscale', network: 'upscaler-v1-x2.0', from: 'v1', to: 'v1', in: [16, 16], out: [32, 32] },
+    ]);
     expect(f32Values(reply.latent.data)).toEqual(direct.latent.data);
     const same = await client.request({ op: 'hires', from: 'v1', to: 'v1', size: [24, 24], latent: wireTensor([1, 4, 16, 16], latent.data) });
-    expect(same).toMatchObject({ ok: true, plan: ['upscaler-v1-x1.5 16x16 -> 24x24'] });
+    expect(planSteps(same.plan)).toEqual(['upscaler-v1-x1.5 16x16 -> 24x24']);
     const v1ToV3 = await client.request({ op: 'hires', from: 'v1', to: 'v3', size: [20, 20], latent: wireTensor([1, 4, 16, 16], latent.data) });
-    expect(v1ToV3).toMatchObject({ ok: true, plan: ['upscaler-v1-x1.25 16x16 -> 20x20', 'interposer-v1-to-v3 20x20 -> 20x20'] });
+    expect(planSteps(v1ToV3.plan)).toEqual(['upscaler-v1-x1.25 16x16 -> 20x20', 'interposer-v1-to-v3 20x20 -> 20x20']);
     expect(v1ToV3.latent.shape).toEqual([1, 16, 20, 20]);
     // Neither SD3 end has an upscaler: a plain resize, and a warning that says so.
     const v3 = makeLatent('v3', 'model', [1, 16, 8, 8], seededData(16 * 64, 6));
     const plain = await client.request({ op: 'hires', from: 'v3', to: 'v3', size: [12, 12], latent: wireTensor(v3.shape, v3.data) });
-    expect(plain).toMatchObject({ ok: true, plan: ['bilinear 8x8 -> 12x12'] });
-    expect(plain.warnings.length).toBeGreaterThan(0);
+    expect(plain.plan.steps).toEqual([{ kind: 'resize', network: null, from: 'v3', to: 'v3', in: [8, 8], out: [12, 12] }]);
+    expect(plain.plan.warnings).toEqual([{ code: 'no_upscaler', message: 'no neural upscaler exists for v3 latents; resized bilinearly' }]);
   });
 });
 
@@ -154,7 +161,7 @@ describe('preview', () => {
     client.sendRaw(packr.pack({ id: 'quiet-broken', op: 'preview', family: 'v3', noreply: true, latent: wireTensor(latent.shape, latent.data) }));
     expectError(await broken, 'bad_tensor');
     // Replies come in order on one connection: once this one is here, a reply to 'quiet' would have come first.
-    await client.request({ op: 'hello', protocol: 1 });
+    await client.request({ op: 'hello', protocol: PROTOCOL_VERSION });
     expect(client.events.filter((e) => e.id === 'quiet')).toEqual([]);
   });
 
@@ -200,7 +207,7 @@ describe('errors keep the connection open', () => {
     expectError(await client.waitForEvent((e) => e.ok === false && /text/.test(e.error?.message)), 'bad_request');
     expectError(await client.request({ op: 'explode' }), 'bad_request', /"op"/);
     expectError(await client.request({ op: 'hello', protocol: 9 }), 'bad_request', /protocol/);
-    expect((await client.request({ op: 'hello', protocol: 1 })).ok).toBe(true);
+    expect((await client.request({ op: 'hello', protocol: PROTOCOL_VERSION })).ok).toBe(true);
   });
 
   it('unknown_family, bad_tensor, too_large', async () => {
@@ -238,12 +245,12 @@ describe('errors keep the connection open', () => {
     const big = await TestClient.connect(server.wsUrl);
     big.sendRaw(new Uint8Array(1024 * 1024 + 1));
     expect((await big.closed).code).toBe(1009);
-    expect((await client.request({ op: 'hello', protocol: 1 })).ok).toBe(true);
+    expect((await client.request({ op: 'hello', protocol: PROTOCOL_VERSION })).ok).toBe(true);
   });
 
   it('WebSocket on / works too; other paths are refused', async () => {
     const root = await TestClient.connect(server.wsUrl.replace(/\/ws$/, '/'));
-    expect((await root.request({ op: 'hello', protocol: 1 })).ok).toBe(true);
+    expect((await root.request({ op: 'hello', protocol: PROTOCOL_VERSION })).ok).toBe(true);
     root.close();
     const refused = new WebSocket(server.wsUrl.replace(/\/ws$/, '/other'));
     const status = await new Promise<number>((resolve) => refused.once('unexpected-response', (_q, response) => resolve(response.statusCode ?? 0)));

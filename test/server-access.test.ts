@@ -1,5 +1,6 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PROTOCOL_VERSION } from '../src/protocol/messages.ts';
 import { isLoopbackHost } from '../src/server/access.ts';
 import { startTestServer, TestClient, tryUpgrade, type TestServer } from './support/server-harness.ts';
 
@@ -115,7 +116,7 @@ describe('with a token', () => {
 
   it('accepts the token as a Bearer header or as ?token=', async () => {
     const client = await TestClient.connect(server.wsUrl, { headers: { Authorization: `Bearer ${token}` } });
-    expect((await client.request({ op: 'hello', protocol: 1 })).ok).toBe(true);
+    expect((await client.request({ op: 'hello', protocol: PROTOCOL_VERSION })).ok).toBe(true);
     client.close();
     expect(await tryUpgrade(`${server.wsUrl}?token=${token}`)).toEqual({ opened: true });
   });

@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
+import { PROTOCOL_VERSION } from '../src/protocol/messages.ts';
 import { makeLatent } from '../src/latent.ts';
 import { seededData } from './support/conformance.ts';
 import { makeModelsDir } from './support/models-dir.ts';
@@ -17,9 +18,9 @@ describe('latent-bridge serve', () => {
     started.push(serve);
     expect(serve.firstLine).toBe(`listening on http://127.0.0.1:${serve.port}`);
     const client = await TestClient.connect(`ws://127.0.0.1:${serve.port}/ws`);
-    expect(await client.request({ op: 'hello', protocol: 1 })).toMatchObject({ ok: true, device: 'cpu', version: expect.stringMatching(/^\d+\.\d+\.\d+/) });
+    expect(await client.request({ op: 'hello', protocol: PROTOCOL_VERSION })).toMatchObject({ ok: true, device: 'cpu', version: expect.stringMatching(/^\d+\.\d+\.\d+/) });
     const latent = makeLatent('v1', 'model', [1, 4, 8, 8], seededData(256, 1));
-    expect(await client.request({ op: 'upscale', family: 'v1', scale: 2, latent: wireTensor(latent.shape, latent.data) })).toMatchObject({ ok: true, plan: ['upscaler-v1-x2.0 8x8 -> 16x16'] });
+    expect(await client.request({ op: 'upscale', family: 'v1', scale: 2, latent: wireTensor(latent.shape, latent.data) })).toMatchObject({ ok: true, plan: { steps: [{ kind: 'upscale', network: 'upscaler-v1-x2.0', in: [8, 8], out: [16, 16] }] } });
     serve.child.kill('SIGTERM');
     expect(await serve.exited).toBe(0);
     expect((await client.closed).code).toBe(1001);

@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PROTOCOL_VERSION } from '../src/protocol/messages.ts';
 import { ERROR_CODES } from '../src/errors.ts';
 import { makeLatent } from '../src/latent.ts';
+import { DEFAULT_WORK_LIMITS } from '../src/limits.ts';
 import { renderPreview } from '../src/preview.ts';
 import { seededData } from './support/conformance.ts';
 import { RawWebSocket } from './support/server-raw-socket.ts';
@@ -58,7 +60,7 @@ function randomShape(): unknown {
 function validRequest(): Record<string, unknown> {
   const latent = { dtype: 'float32', shape: [1, 4, 4, 4], data: new Uint8Array(4 * 64) };
   return pick<Record<string, unknown>>([
-    { id: 1, op: 'hello', protocol: 1 },
+    { id: 1, op: 'hello', protocol: PROTOCOL_VERSION },
     { id: 2, op: 'models' },
     { id: 3, op: 'preview', family: 'v1', latent, job: 'fuzz', step: 1, total: 2 },
     { id: 4, op: 'upscale', family: 'v1', scale: 2, latent },
@@ -132,7 +134,7 @@ afterAll(() => server.close());
 describe('fuzz', () => {
   it(`survives ${FRAMES} malformed frames while a well-behaved client keeps getting correct answers`, async () => {
     const latent = makeLatent('v1', 'model', [1, 4, 8, 8], seededData(256, 42));
-    const expectedUpscale = (await server.engine.upscale(latent, { height: 16, width: 16 })).latent.data;
+    const expectedUpscale = (await server.engine.perform({ op: 'upscale', latent, target: { height: 16, width: 16 } }, DEFAULT_WORK_LIMITS)).latent.data;
     let fuzzing = true;
     let goodAnswers = 0;
 
@@ -141,7 +143,7 @@ describe('fuzz', () => {
       let round = 0;
       while (fuzzing || round < 5) {
         round++;
-        const hello = await client.request({ op: 'hello', protocol: 1 });
+        const hello = await client.request({ op: 'hello', protocol: PROTOCOL_VERSION });
         expect(hello.ok).toBe(true);
         const preview = await client.request({ op: 'preview', family: 'v1', job: `good-${round}`, latent: wireTensor(latent.shape, latent.data) });
         expect(new Uint8Array(preview.image.data)).toEqual(renderPreview(latent).data);
@@ -162,7 +164,7 @@ describe('fuzz', () => {
     for (let sent = 0; sent < FRAMES; sent += BATCH) {
       for (let i = 0; i < BATCH; i++) fuzzer.sendRaw(fuzzFrame());
       // A hello after each batch: flow control, and proof the connection still answers.
-      const sync = await Promise.race([fuzzer.request({ id: `sync-${sent}`, op: 'hello', protocol: 1 }), fuzzer.closed]);
+      const sync = await Promise.race([fuzzer.request({ id: `sync-${sent}`, op: 'hello', protocol: PROTOCOL_VERSION }), fuzzer.closed]);
       if ('code' in sync && !('ok' in sync)) {
         // Only a frame over maxPayload may close the connection, with 1009.
         expect(sync.code).toBe(1009);
@@ -179,7 +181,7 @@ describe('fuzz', () => {
     for (let i = 0; i < 50; i++) {
       const raw = await RawWebSocket.connect(server.server.port);
       const opcode = pick([0x3, 0x7, 0xb, 0x0]);
-      raw.write(Buffer.concat([RawWebSocket.frame(packr.pack({ id: 1, op: 'hello', protocol: 1 })), RawWebSocket.frame(new Uint8Array(int(20)), opcode)]));
+      raw.write(Buffer.concat([RawWebSocket.frame(packr.pack({ id: 1, op: 'hello', protocol: PROTOCOL_VERSION })), RawWebSocket.frame(new Uint8Array(int(20)), opcode)]));
       await raw.closed;
     }
 

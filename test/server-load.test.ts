@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PROTOCOL_VERSION } from '../src/protocol/messages.ts';
 import { makeLatent, type Latent } from '../src/latent.ts';
+import { DEFAULT_WORK_LIMITS } from '../src/limits.ts';
 import { renderPreview } from '../src/preview.ts';
 import { decodeFloats, encodeFloats, type FloatDtype } from '../src/tensor.ts';
 import { seededData } from './support/conformance.ts';
@@ -42,11 +44,11 @@ describe('load', () => {
     const expected = new Map<string, Uint8Array>();
     for (const dtype of DTYPES) {
       for (let i = 0; i < 4; i++) {
-        const up = await server.engine.upscale(sent(v1[i], dtype), { height: 16, width: 16 });
+        const up = await server.engine.perform({ op: 'upscale', latent: sent(v1[i], dtype), target: { height: 16, width: 16 } }, DEFAULT_WORK_LIMITS);
         expected.set(`upscale/${dtype}/${i}`, encodeFloats(dtype, up.latent.data));
-        const inter = await server.engine.interpose(sent(xl[i], dtype), 'v1');
+        const inter = (await server.engine.perform({ op: 'interpose', latent: sent(xl[i], dtype), to: 'v1' }, DEFAULT_WORK_LIMITS)).latent;
         expected.set(`interpose/${dtype}/${i}`, encodeFloats(dtype, inter.data));
-        const hires = await server.engine.hires(sent(xl[i], dtype), 'v1', { height: 16, width: 16 });
+        const hires = await server.engine.perform({ op: 'hires', latent: sent(xl[i], dtype), to: 'v1', target: { height: 16, width: 16 } }, DEFAULT_WORK_LIMITS);
         expected.set(`hires/${dtype}/${i}`, encodeFloats(dtype, hires.latent.data));
       }
     }
@@ -61,7 +63,7 @@ describe('load', () => {
       };
       switch (n % 6) {
         case 0:
-          return { request: { op: 'hello', protocol: 1, client: `load-${client}` }, check: (r) => expect(r).toMatchObject({ ok: true, protocol: 1 }) };
+          return { request: { op: 'hello', protocol: PROTOCOL_VERSION, client: `load-${client}` }, check: (r) => expect(r).toMatchObject({ ok: true, protocol: PROTOCOL_VERSION }) };
         case 1:
           return { request: { op: 'upscale', family: 'v1', scale: 2, latent: tensor(v1[i], dtype) }, check: sameBytes(`upscale/${dtype}/${i}`) };
         case 2:

@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { PROTOCOL_VERSION } from '../src/protocol/messages.ts';
 import { makeLatent } from '../src/latent.ts';
 import { silentProgress } from '../src/store/download-progress.ts';
 import { specsNamed } from '../src/store/registry.ts';
@@ -49,7 +50,7 @@ describe('requests waiting for a model download', () => {
     const client = await TestClient.connect(server.wsUrl);
     const replies = [client.request(upscale()), client.request(upscale()), client.request(upscale())];
     // The hello reply comes after every reply the server sent while reading the three requests.
-    expect((await client.request({ op: 'hello', protocol: 1 })).ok).toBe(true);
+    expect((await client.request({ op: 'hello', protocol: PROTOCOL_VERSION })).ok).toBe(true);
     const third = await Promise.race([replies[2], Promise.resolve(undefined)]);
     expect(third).toMatchObject({ ok: false, error: { code: 'busy', message: expect.stringMatching(/limit 2/) } });
     release();
@@ -60,7 +61,7 @@ describe('requests waiting for a model download', () => {
   it('are answered busy when the server shuts down, before the connection closes', async () => {
     const client = await TestClient.connect(server.wsUrl);
     const reply = client.request(upscale());
-    expect((await client.request({ op: 'hello', protocol: 1 })).ok).toBe(true);
+    expect((await client.request({ op: 'hello', protocol: PROTOCOL_VERSION })).ok).toBe(true);
     const closing = server.close();
     expect(await reply).toMatchObject({ ok: false, error: { code: 'busy', message: expect.stringMatching(/shutting down/) } });
     expect((await client.closed).code).toBe(1001);

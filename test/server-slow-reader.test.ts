@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PROTOCOL_VERSION } from '../src/protocol/messages.ts';
 import { makeLatent } from '../src/latent.ts';
 import { seededData } from './support/conformance.ts';
 import { RawWebSocket } from './support/server-raw-socket.ts';
@@ -22,7 +23,7 @@ describe('a client that stops reading', () => {
       slow.write(RawWebSocket.frame(packr.pack({ id, op: 'preview', family: 'v1', job: `job-${id}`, latent: wireTensor(latent.shape, latent.data) })));
     }
     const other = await TestClient.connect(server.wsUrl);
-    for (let i = 0; i < 5; i++) expect((await other.request({ op: 'hello', protocol: 1 })).ok).toBe(true);
+    for (let i = 0; i < 5; i++) expect((await other.request({ op: 'hello', protocol: PROTOCOL_VERSION })).ok).toBe(true);
     const preview = await other.request({ op: 'preview', family: 'v1', latent: wireTensor(latent.shape, latent.data) });
     expect(preview).toMatchObject({ ok: true, image: { width: 128, height: 128 } });
     other.close();

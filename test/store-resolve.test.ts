@@ -79,8 +79,8 @@ describe('model store lookup order', () => {
     const snapshot = await pythonCacheFile(cache, upscaler, otherCommit, UPSCALER, 'main');
     expect(upscaler.sha256).toMatch(/^[0-9a-f]{64}$/);
     const pinned = { ...upscaler, sha256: sha256Hex(UPSCALER) };
-    expect(await store({ offline: true }).resolve(pinned)).toBe(snapshot);
-    await expect(store({ offline: true }).resolve({ ...upscaler, sha256: 'f'.repeat(64) })).rejects.toThrow(/downloads are off/);
+    expect(await store({ offline: true, registry: [pinned] }).resolve(pinned)).toBe(snapshot);
+    await expect(store({ offline: true, registry: [{ ...upscaler, sha256: 'f'.repeat(64) }] }).resolve(upscaler)).rejects.toThrow(/downloads are off/);
   });
 
   it('does not use a cached blob whose bytes no longer match its sha256 name', async () => {

@@ -1,5 +1,6 @@
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PROTOCOL_VERSION } from '../src/protocol/messages.ts';
 import { makeLatent, type Latent } from '../src/latent.ts';
 import { renderPreview } from '../src/preview.ts';
 import { seededData } from './support/conformance.ts';
@@ -53,7 +54,7 @@ describe('viewer page in Chromium', () => {
     expect(await page.locator('#empty').isVisible()).toBe(true);
 
     const sender = await TestClient.connect(server.wsUrl);
-    await sender.request({ op: 'hello', protocol: 1, client: 'webui' });
+    await sender.request({ op: 'hello', protocol: PROTOCOL_VERSION, client: 'webui' });
     for (const step of [1, 2, 3]) {
       await sender.request({ op: 'preview', family: 'xl', job: 'txt2img-7', step, total: 5, latent: wireTensor([1, 4, 12, 20], stepLatent(step).data) });
     }

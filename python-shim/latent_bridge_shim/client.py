@@ -17,7 +17,7 @@ import msgpack
 import numpy as np
 import websocket
 
-PROTOCOL = 1
+PROTOCOL = 2
 
 # Seconds to wait for the TCP and WebSocket handshakes.
 CONNECT_TIMEOUT = 3.0

@@ -1,17 +1,28 @@
 """Which latent family the loaded checkpoint works in.
 
-The sidecar knows everything about a family (channels, scale, shift, networks); the shim only
-has to name it. Names follow city96's interposer: v1 = SD1.x/SD2.x, xl = SDXL (refiner, SSD),
-v3 = SD3, fx = Flux.1. Stable Cascade (ca) is not a webui model, so it is never detected.
+The sidecar knows everything about a family (channels, scale, shift, networks) and says what the
+shim needs in its `hello` reply; the shim only has to name the family. Names follow city96's
+interposer: v1 = SD1.x/SD2.x, xl = SDXL (refiner, SSD), v3 = SD3, fx = Flux.1. Stable Cascade (ca)
+is not a webui model, so it is never detected.
 """
 
-# Channels of a model-space latent, used only to check what the sidecar sends back.
-CHANNELS = {"v1": 4, "xl": 4, "v3": 16, "fx": 16}
+# Channels of a model-space latent, until a sidecar's hello says otherwise (then its word counts).
+_FALLBACK_CHANNELS = {"v1": 4, "xl": 4, "v3": 16, "fx": 16, "ca": 4}
 
 # VAE scale factors, for models that carry no family flag (A1111 before is_sd1 existed).
 _SCALE_FAMILIES = ((0.18215, "v1"), (0.13025, "xl"))
 # Forge reads Flux's scale from the VAE config; anything else without a flag is not Flux.
 _FLUX_SCALE = 0.3611
+
+
+def channels(family, hello=None):
+    """Latent channels of a family: as the sidecar's hello reply describes it, else the known value."""
+    described = (hello or {}).get("families")
+    if isinstance(described, list):
+        for entry in described:
+            if isinstance(entry, dict) and entry.get("name") == family and isinstance(entry.get("channels"), int):
+                return entry["channels"]
+    return _FALLBACK_CHANNELS.get(family)
 
 
 def detect(model):

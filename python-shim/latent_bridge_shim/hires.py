@@ -87,22 +87,25 @@ def _bridge(p, samples):
     else:
         size = (height, width)
         op, fields = "interpose", {"from": source, "to": to}
-    expected = (batch, families.CHANNELS[to], size[0], size[1])
 
     try:
         fields["latent"] = wire.encode(samples)
-        reply = sidecar.client().request(op, fields, settings.timeout())
+        client = sidecar.client()
+        reply = client.request(op, fields, settings.timeout())
         if "latent" not in reply:
             raise wire.WireError("the sidecar's reply holds no latent")
         latents = wire.decode(reply["latent"], samples)
+        expected = (batch, families.channels(to, client.server), size[0], size[1])
         if tuple(latents.shape) != expected:
             raise wire.WireError(f"the sidecar sent a latent of shape {list(latents.shape)} where {list(expected)} was asked for")
+        steps, warnings = _read_plan(reply.get("plan"))
     except (SidecarUnavailable, SidecarTimeout) as error:
         notices.warn_once("sidecar", f"{error}; {_FALLBACK}")
         _note(p, f"not applied (sidecar {'too slow' if isinstance(error, SidecarTimeout) else 'unavailable'})")
         return None
     except SidecarError as error:
-        notices.warn_once(f"error:{error.code}", f"the sidecar could not do {source}->{to} {op}: {error}; {_FALLBACK}")
+        # Keyed by the whole message: another missing file is a new cause, worth its own warning.
+        notices.warn_once(f"error:{error.code}:{error}", f"the sidecar could not do {source}->{to} {op}: {error}; {_FALLBACK}")
         _note(p, f"not applied ({error.code})")
         return None
     except wire.WireError as error:
@@ -111,17 +114,27 @@ def _bridge(p, samples):
         return None
 
     notices.clear("sidecar", "reply")
-    for warning in reply.get("warnings") or ():
-        notices.warn_once(f"plan:{warning}", f"hires fix: {warning}")
-    done = [f"{source}->{to} interposed"] if convert else []
+    for code, message in warnings:
+        notices.warn_once(f"plan:{code}:{message}", f"hires fix: {message}")
+    kinds = {kind for kind, _ in steps}
+    done = [f"{source}->{to} interposed"] if "interpose" in kinds else []
     if ours and size != (height, width):
-        # The plan names each network run; without an upscaler for the family it only resized.
-        plan = " ".join(str(step) for step in reply.get("plan") or ())
         # The factor the user asked for (hires scale or resize), not the rounded latent ratio.
         factor = round(p.hr_upscale_to_y / (height * _OPT_F), 3)
-        done.append(f"{'NN upscale' if 'upscaler' in plan else 'bilinear resize'} x{factor:g}")
+        done.append(f"{'NN upscale' if 'upscale' in kinds else 'bilinear resize'} x{factor:g}")
     _note(p, ", ".join(done) or f"{source} unchanged")
     return latents, ours
+
+
+def _read_plan(plan):
+    """((kind, network) of each step, (code, message) of each warning) from a reply's plan
+    (docs/protocol.md, "Plans"); a plan that is not what the protocol says is a bad reply."""
+    try:
+        steps = [(str(step["kind"]), step.get("network")) for step in plan["steps"]]
+        warnings = [(str(warning["code"]), str(warning["message"])) for warning in plan["warnings"]]
+    except (KeyError, TypeError, AttributeError) as error:
+        raise wire.WireError(f"the sidecar sent a malformed plan ({error!r})") from error
+    return steps, warnings
 
 
 def _note(p, text):

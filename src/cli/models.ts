@@ -2,8 +2,8 @@ import { parseArgs } from 'node:util';
 import { BridgeError } from '../errors.ts';
 import { formatBytes } from '../store/download-progress.ts';
 import { MODEL_SPECS, specsNamed } from '../store/registry.ts';
-import { storeOptionsFromEnv } from '../store/store-options.ts';
-import { ModelStore, type ModelStatus } from '../store/store.ts';
+import type { ModelStatus, ModelStore } from '../store/store.ts';
+import { createModelStore } from './engine-setup.ts';
 import type { Command } from './main.ts';
 
 const usage = `usage: latent-bridge models list [--json]
@@ -72,7 +72,7 @@ export const command: Command = {
   async run(args) {
     const { values, positionals } = parseArgs({ args, options: OPTIONS, allowPositionals: true, strict: true });
     const [action, ...names] = positionals;
-    const store = new ModelStore(storeOptionsFromEnv({ modelDirs: values.models, offline: values.offline }));
+    const store = createModelStore(values);
 
     if (action === 'list') {
       if (names.length > 0) throw new BridgeError('bad_request', `models list takes no names\n\n${usage}`);

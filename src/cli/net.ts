@@ -1,10 +1,11 @@
 import { BridgeError } from '../errors.ts';
 import { buildNetwork, ARCHITECTURES, type Architecture } from '../networks/network.ts';
-import { checkTargetSize, scaledSize, sizeOf } from '../planner.ts';
+import { checkElements, checkFinite, checkTargetSize } from '../limits.ts';
 import { readSafetensors } from '../safetensors.ts';
+import { scaledSize, sizeOf } from '../tensor.ts';
 import { runTiled } from '../tiling.ts';
 import { DEFAULT_TILE_SIZE } from '../engine.ts';
-import { createRuntime, parseFiles, positiveNumber } from './engine-setup.ts';
+import { createRuntime, parseFiles, positiveNumber, readWorkLimits, WORK_LIMIT_OPTIONS, WORK_LIMIT_USAGE } from './engine-setup.ts';
 import { readLatentFile, writeLatentFile } from './latent-file.ts';
 import type { Command } from './main.ts';
 
@@ -17,7 +18,8 @@ training their own weights. No family, no model-space conversion.
   --weights FILE      the network's state dict as .safetensors (F32, F16 or BF16)
   --factor F          the spatial factor the network was trained with (it is not in the weights)
   --tensor NAME       the input tensor to read (default: the file's only tensor)
-  --device D          auto|cuda|webgpu|cpu (default auto)`;
+  --device D          auto|cuda|webgpu|cpu (default auto)
+${WORK_LIMIT_USAGE}`;
 
 function isArchitecture(value: unknown): value is Architecture {
   return typeof value === 'string' && (ARCHITECTURES as readonly string[]).includes(value);
@@ -35,20 +37,25 @@ export const command: Command = {
         factor: { type: 'string' },
         tensor: { type: 'string' },
         device: { type: 'string' },
+        ...WORK_LIMIT_OPTIONS,
       },
       usage,
     );
     if (!isArchitecture(values.arch)) throw new BridgeError('bad_request', `--arch must be one of ${ARCHITECTURES.join(', ')}`);
     if (values.weights === undefined) throw new BridgeError('bad_request', '--weights FILE is required');
     const factor = positiveNumber('--factor', values.factor);
+    const limits = readWorkLimits(values);
     const graph = buildNetwork(values.arch, await readSafetensors(values.weights), factor, values.weights);
     const latent = await readLatentFile(input, values.tensor);
     if (latent.shape[1] !== graph.inChannels) {
       throw new BridgeError('bad_tensor', `${graph.description} takes ${graph.inChannels} channels, but the input has ${latent.shape[1]}`);
     }
-    // The same bound as upscale targets: a typo in --factor must not start hours of tiles.
-    checkTargetSize(scaledSize(sizeOf(latent), factor));
-    const runtime = await createRuntime(values.device);
+    // The same bounds as the server's: a typo in --factor must not start hours of tiles.
+    const out = scaledSize(sizeOf(latent), factor);
+    checkTargetSize(out, limits);
+    checkElements('the result', [latent.shape[0], graph.outChannels, out.height, out.width], limits);
+    checkFinite('the input', latent.data, limits);
+    const runtime = await createRuntime(values);
     const network = await runtime.load(graph);
     const result = await runTiled((tile) => network.run(tile), graph, latent, DEFAULT_TILE_SIZE);
     await writeLatentFile(output, result, { network: graph.description });

@@ -2,11 +2,10 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Engine } from '../engine.ts';
 import { BridgeError } from '../errors.ts';
-import { DEVICE_CHOICES, isDeviceChoice, Runtime } from '../runtime.ts';
+import { DEVICE_CHOICES, Runtime } from '../runtime.ts';
 import { DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_PORT, type ServerLimits } from '../server/options.ts';
 import { startServer } from '../server/server.ts';
-import { storeOptionsFromEnv, envFlag } from '../store/store-options.ts';
-import { ModelStore } from '../store/store.ts';
+import { createModelStore, integerOption, readDevice, readWorkLimits, setting, WORK_LIMIT_OPTIONS, WORK_LIMIT_USAGE } from './engine-setup.ts';
 import type { Command } from './main.ts';
 
 const MIB = 1024 * 1024;
@@ -14,8 +13,6 @@ const MIB = 1024 * 1024;
 /** Numeric limits settable by flag (`--max-queue 8`) or environment (`LATENT_BRIDGE_MAX_QUEUE=8`). */
 const LIMIT_FLAGS = {
   'max-payload-mb': { limit: 'maxPayload', unit: MIB, help: 'largest WebSocket message, MiB' },
-  'max-elements': { limit: 'maxElements', unit: 1, help: 'largest tensor, in elements, received or produced' },
-  'max-side': { limit: 'maxSide', unit: 1, help: 'largest requested height or width, latent pixels' },
   'max-jobs-per-client': { limit: 'maxJobsPerClient', unit: 1, help: 'inference requests one connection may have in flight' },
   'max-queue': { limit: 'maxQueue', unit: 1, help: 'inference requests waiting across all connections' },
   'max-connections': { limit: 'maxConnections', unit: 1, help: 'open WebSocket connections' },
@@ -23,10 +20,6 @@ const LIMIT_FLAGS = {
 } as const satisfies Record<string, { limit: keyof ServerLimits; unit: number; help: string }>;
 
 type LimitFlag = keyof typeof LIMIT_FLAGS;
-
-function envName(flag: string): string {
-  return `LATENT_BRIDGE_${flag.toUpperCase().replace(/-/g, '_')}`;
-}
 
 const usage = `usage: latent-bridge serve [options]
 
@@ -43,7 +36,7 @@ environment variable named after it.
   --threads N         CPU threads per network run (default 2; LATENT_BRIDGE_THREADS)
   --models DIR        also look for weight files in DIR (repeatable; LATENT_BRIDGE_MODELS too)
   --offline           never download (HF_HUB_OFFLINE=1 does the same)
-  --allow-nonfinite   pass latents holding NaN or infinity to the networks instead of refusing them
+${WORK_LIMIT_USAGE}
 ${Object.entries(LIMIT_FLAGS)
   .map(([flag, { limit, unit, help }]) => `  --${flag.padEnd(20)}${help} (default ${DEFAULT_LIMITS[limit as keyof ServerLimits] as number / unit})`)
   .join('\n')}
@@ -56,26 +49,13 @@ function readPackageVersion(): string {
   return (JSON.parse(text) as { version: string }).version;
 }
 
-function parseCount(flag: string, text: string, min: number): number {
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < min) throw new BridgeError('bad_request', `--${flag} must be an integer >= ${min}, got "${text}"`);
-  return value;
-}
-
-function setting(values: Record<string, unknown>, flag: string): string | undefined {
-  const value = values[flag];
-  if (typeof value === 'string') return value;
-  const fromEnv = process.env[envName(flag)];
-  return fromEnv !== undefined && fromEnv.trim() !== '' ? fromEnv.trim() : undefined;
-}
-
+/** The work limits every entry point shares, then the server's own. */
 function readLimits(values: Record<string, unknown>): ServerLimits {
-  const limits: Record<string, number | boolean> = { ...DEFAULT_LIMITS };
+  const limits: Record<string, number | boolean> = { ...DEFAULT_LIMITS, ...readWorkLimits(values) };
   for (const [flag, { limit, unit }] of Object.entries(LIMIT_FLAGS)) {
     const text = setting(values, flag);
-    if (text !== undefined) limits[limit] = parseCount(flag, text, 1) * unit;
+    if (text !== undefined) limits[limit] = integerOption(flag, text, 1) * unit;
   }
-  limits.checkFinite = !(values['allow-nonfinite'] === true || envFlag(process.env.LATENT_BRIDGE_ALLOW_NONFINITE));
   return limits as unknown as ServerLimits;
 }
 
@@ -106,23 +86,22 @@ export const command: Command = {
         threads: { type: 'string' },
         models: { type: 'string', multiple: true },
         offline: { type: 'boolean' },
-        'allow-nonfinite': { type: 'boolean' },
+        ...WORK_LIMIT_OPTIONS,
         ...(Object.fromEntries(Object.keys(LIMIT_FLAGS).map((flag) => [flag, { type: 'string' }])) as Record<LimitFlag, { type: 'string' }>),
       },
       strict: true,
     });
     const host = setting(values, 'host') ?? DEFAULT_HOST;
     const portText = setting(values, 'port');
-    const port = portText === undefined ? DEFAULT_PORT : parseCount('port', portText, 0);
+    const port = portText === undefined ? DEFAULT_PORT : integerOption('port', portText, 0);
     if (port > 65535) throw new BridgeError('bad_request', `--port must be at most 65535, got ${port}`);
     const token = setting(values, 'token');
-    const device = setting(values, 'device') ?? 'auto';
-    if (!isDeviceChoice(device)) throw new BridgeError('bad_request', `--device must be one of ${DEVICE_CHOICES.join(', ')}, got "${device}"`);
+    const device = readDevice(values);
     const threadsText = setting(values, 'threads');
     const limits = readLimits(values);
 
-    const store = new ModelStore(storeOptionsFromEnv({ modelDirs: values.models, offline: values.offline }));
-    const runtime = await Runtime.create({ device, ...(threadsText !== undefined ? { threads: parseCount('threads', threadsText, 1) } : {}) });
+    const store = createModelStore(values);
+    const runtime = await Runtime.create({ device, ...(threadsText !== undefined ? { threads: integerOption('threads', threadsText, 1) } : {}) });
     const engine = new Engine({ source: store, runtime });
     const server = await startServer({
       host,

@@ -47,12 +47,11 @@ export function readOptionalInteger(map: WireMap, field: string, min: number, ma
   return map[field] === undefined || map[field] === null ? undefined : readInteger(map, field, min, max);
 }
 
-export function readOptionalNumber(map: WireMap, field: string, minExclusive: number, max: number): number | undefined {
+/** A finite number; its range is for the caller to judge (src/limits.ts). */
+export function readOptionalNumber(map: WireMap, field: string): number | undefined {
   const value = map[field];
   if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= minExclusive || value > max) {
-    fail(field, `a number greater than ${minExclusive} and at most ${max}`, value);
-  }
+  if (typeof value !== 'number' || !Number.isFinite(value)) fail(field, 'a finite number', value);
   return value;
 }
 
@@ -63,15 +62,11 @@ export function readOptionalBoolean(map: WireMap, field: string): boolean | unde
   return value;
 }
 
-/** A `[height, width]` pair of latent pixels. */
-export function readSize(map: WireMap, field: string, maxSide: number): { height: number; width: number } {
+/** A `[height, width]` pair of latent pixels; how large it may be is for the caller to judge (src/limits.ts). */
+export function readSize(map: WireMap, field: string): { height: number; width: number } {
   const value = map[field];
-  if (
-    !Array.isArray(value) ||
-    value.length !== 2 ||
-    !value.every((d) => typeof d === 'number' && Number.isInteger(d) && d >= 1 && d <= maxSide)
-  ) {
-    fail(field, `[height, width] in latent pixels, integers from 1 to ${maxSide}`, value);
+  if (!Array.isArray(value) || value.length !== 2 || !value.every((d) => typeof d === 'number' && Number.isSafeInteger(d) && d >= 1)) {
+    fail(field, '[height, width] in latent pixels, two positive integers', value);
   }
   return { height: value[0] as number, width: value[1] as number };
 }

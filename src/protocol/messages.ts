@@ -1,9 +1,10 @@
 import { BridgeError } from '../errors.ts';
-import { FAMILIES, getFamily, type FamilyName } from '../families.ts';
+import { getFamily, type FamilyName } from '../families.ts';
 import { makeLatent, type Latent } from '../latent.ts';
-import { scaledSize } from '../planner.ts';
+import { scaledTarget, type WorkLimits } from '../limits.ts';
+import type { Job } from '../planner.ts';
 import type { RgbImage } from '../preview.ts';
-import type { FloatDtype } from '../tensor.ts';
+import type { FloatDtype, Size } from '../tensor.ts';
 import {
   fail,
   isWireMap,
@@ -16,20 +17,16 @@ import {
   readString,
   type WireMap,
 } from './fields.ts';
-import { readTensor, type TensorLimits, type WireTensor } from './wire-tensor.ts';
+import type { WirePlan } from './wire-plan.ts';
+import { readTensor, type WireTensor } from './wire-tensor.ts';
 
 /** Bumped only for changes an existing client would misread. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 export const OPS = ['hello', 'models', 'upscale', 'interpose', 'hires', 'preview', 'watch'] as const;
 export type OpName = (typeof OPS)[number];
 
 export type RequestId = number | string;
-
-export interface Size {
-  readonly height: number;
-  readonly width: number;
-}
 
 /** A latent from the wire, in webui model space, with the dtype the reply must use. */
 export interface WireLatent {
@@ -37,12 +34,18 @@ export interface WireLatent {
   readonly dtype: FloatDtype;
 }
 
+/** An upscale, interpose or hires request: the job, and the dtype its result travels back in. */
+export interface InferenceRequest {
+  readonly id: RequestId;
+  readonly op: Job['op'];
+  readonly job: Job;
+  readonly dtype: FloatDtype;
+}
+
 export type Request =
   | { readonly id: RequestId; readonly op: 'hello'; readonly protocol: number; readonly client?: string }
   | { readonly id: RequestId; readonly op: 'models' }
-  | { readonly id: RequestId; readonly op: 'upscale'; readonly input: WireLatent; readonly target: Size }
-  | { readonly id: RequestId; readonly op: 'interpose'; readonly input: WireLatent; readonly to: FamilyName }
-  | { readonly id: RequestId; readonly op: 'hires'; readonly input: WireLatent; readonly to: FamilyName; readonly target: Size }
+  | InferenceRequest
   | { readonly id: RequestId; readonly op: 'preview'; readonly input: WireLatent; readonly preview: PreviewRequest }
   | { readonly id: RequestId; readonly op: 'watch' };
 
@@ -57,15 +60,19 @@ export interface PreviewRequest {
   readonly publish: boolean;
 }
 
-export interface RequestLimits extends TensorLimits {
-  /** Largest height or width, in latent pixels, that a client may ask for. */
-  readonly maxSide: number;
+/** Families as the `hello` reply describes them, so clients need no table of their own. */
+export interface WireFamily {
+  readonly name: FamilyName;
+  readonly label: string;
+  readonly channels: number;
+  /** Image pixels per latent pixel along each axis. */
+  readonly downscale: number;
 }
 
 export type ReplyBody =
-  | { readonly protocol: number; readonly server: string; readonly version: string; readonly device: string; readonly families: readonly string[]; readonly ops: readonly string[]; readonly limits: object }
+  | { readonly protocol: number; readonly server: string; readonly version: string; readonly device: string; readonly families: readonly WireFamily[]; readonly ops: readonly string[]; readonly limits: object }
   | { readonly models: readonly object[] }
-  | { readonly latent: WireTensor; readonly plan?: readonly string[]; readonly warnings?: readonly string[] }
+  | { readonly latent: WireTensor; readonly plan: WirePlan }
   | { readonly image: RgbImage }
   | { readonly superseded: true }
   | { readonly jobs: readonly object[] };
@@ -83,37 +90,18 @@ function readFamily(map: WireMap, field: string): FamilyName {
   return getFamily(readString(map, field, 32)).name;
 }
 
-function readLatent(map: WireMap, family: FamilyName, limits: RequestLimits): WireLatent {
+function readLatent(map: WireMap, family: FamilyName, limits: WorkLimits): WireLatent {
   const tensor = readTensor(map, 'latent', limits);
   return { latent: makeLatent(family, 'model', tensor.shape, tensor.data), dtype: tensor.dtype };
 }
 
-function checkOutputSize(input: WireLatent, to: FamilyName, target: Size, limits: RequestLimits): void {
-  const elements = input.latent.shape[0] * FAMILIES[to].channels * target.height * target.width;
-  if (elements > limits.maxElements) {
-    throw new BridgeError(
-      'too_large',
-      `the result would hold ${elements} elements, more than this server's limit of ${limits.maxElements} (--max-elements)`,
-    );
-  }
-}
-
-function readUpscaleTarget(map: WireMap, input: WireLatent, limits: RequestLimits): Size {
+function readUpscaleTarget(map: WireMap, latent: Latent, limits: WorkLimits): Size {
   const hasSize = map.size !== undefined && map.size !== null;
   const hasScale = map.scale !== undefined && map.scale !== null;
   if (hasSize === hasScale) throw new BridgeError('bad_request', 'upscale takes exactly one of "size" ([height, width] in latent pixels) or "scale"');
-  if (hasSize) return readSize(map, 'size', limits.maxSide);
-  const scale = readOptionalNumber(map, 'scale', 0, 16) as number;
-  const [, , height, width] = input.latent.shape;
-  // Rounded down, as the webui does for its hires size.
-  const target = scaledSize({ height, width }, scale);
-  if (target.height < 1 || target.width < 1) {
-    throw new BridgeError('bad_request', `scale ${scale} shrinks ${height}x${width} latent pixels to nothing`);
-  }
-  if (target.height > limits.maxSide || target.width > limits.maxSide) {
-    throw new BridgeError('too_large', `scale ${scale} gives ${target.height}x${target.width} latent pixels, beyond this server's limit of ${limits.maxSide} per side`);
-  }
-  return target;
+  if (hasSize) return readSize(map, 'size');
+  const [, , height, width] = latent.shape;
+  return scaledTarget({ height, width }, readOptionalNumber(map, 'scale') as number, limits);
 }
 
 function readPreview(map: WireMap, batch: number): PreviewRequest {
@@ -129,10 +117,12 @@ function readPreview(map: WireMap, batch: number): PreviewRequest {
 }
 
 /**
- * Validates one decoded message into a typed request. Every field the server uses is
- * checked here; unknown fields are ignored so that newer clients keep working.
+ * Validates one decoded message into a typed request. Every field the server uses is checked
+ * here, the tensor against the limits before its bytes are touched; whether an inference job is
+ * accepted is then the planner's decision (planJob), the same for the CLI. Unknown fields are
+ * ignored so that newer clients keep working.
  */
-export function parseRequest(message: unknown, limits: RequestLimits): Request {
+export function parseRequest(message: unknown, limits: WorkLimits): Request {
   if (!isWireMap(message)) throw new BridgeError('bad_request', 'a request must be a msgpack map {id, op, ...}');
   const id = peekRequestId(message);
   if (id === null) fail('id', 'an integer or a string of at most 256 characters', message.id);
@@ -151,24 +141,16 @@ export function parseRequest(message: unknown, limits: RequestLimits): Request {
     case 'watch':
       return { id, op: 'watch' };
     case 'upscale': {
-      const input = readLatent(message, readFamily(message, 'family'), limits);
-      const target = readUpscaleTarget(message, input, limits);
-      checkOutputSize(input, input.latent.family, target, limits);
-      return { id, op: 'upscale', input, target };
+      const { latent, dtype } = readLatent(message, readFamily(message, 'family'), limits);
+      return { id, op: 'upscale', dtype, job: { op: 'upscale', latent, target: readUpscaleTarget(message, latent, limits) } };
     }
     case 'interpose': {
-      const input = readLatent(message, readFamily(message, 'from'), limits);
-      const to = readFamily(message, 'to');
-      const [, , h, w] = input.latent.shape;
-      checkOutputSize(input, to, { height: h, width: w }, limits);
-      return { id, op: 'interpose', input, to };
+      const { latent, dtype } = readLatent(message, readFamily(message, 'from'), limits);
+      return { id, op: 'interpose', dtype, job: { op: 'interpose', latent, to: readFamily(message, 'to') } };
     }
     case 'hires': {
-      const input = readLatent(message, readFamily(message, 'from'), limits);
-      const to = readFamily(message, 'to');
-      const target = readSize(message, 'size', limits.maxSide);
-      checkOutputSize(input, to, target, limits);
-      return { id, op: 'hires', input, to, target };
+      const { latent, dtype } = readLatent(message, readFamily(message, 'from'), limits);
+      return { id, op: 'hires', dtype, job: { op: 'hires', latent, to: readFamily(message, 'to'), target: readSize(message, 'size') } };
     }
     case 'preview': {
       const input = readLatent(message, readFamily(message, 'family'), limits);

@@ -1,4 +1,5 @@
 import { BridgeError } from '../errors.ts';
+import { checkElements, type WorkLimits } from '../limits.ts';
 import { BYTES_PER_ELEMENT, decodeFloats, encodeFloats, FLOAT_DTYPES, type FloatDtype, type Shape4 } from '../tensor.ts';
 import { fail, isWireMap, type WireMap } from './fields.ts';
 
@@ -16,11 +17,6 @@ export interface ReceivedTensor {
   readonly data: Float32Array;
 }
 
-export interface TensorLimits {
-  /** Largest element count accepted in a tensor (and produced by an operation). */
-  readonly maxElements: number;
-}
-
 function isFloatDtype(value: unknown): value is FloatDtype {
   return typeof value === 'string' && (FLOAT_DTYPES as readonly string[]).includes(value);
 }
@@ -29,7 +25,7 @@ function isFloatDtype(value: unknown): value is FloatDtype {
  * Checks every part of a tensor map before touching its bytes: the declared shape is bounded
  * by `maxElements` first, so a lying shape can never make the server allocate.
  */
-export function readTensor(map: WireMap, field: string, limits: TensorLimits): ReceivedTensor {
+export function readTensor(map: WireMap, field: string, limits: WorkLimits): ReceivedTensor {
   const value = map[field];
   if (!isWireMap(value)) fail(field, 'a tensor map {dtype, shape, data}', value);
   const { dtype, shape, data } = value;
@@ -37,16 +33,8 @@ export function readTensor(map: WireMap, field: string, limits: TensorLimits): R
   if (!Array.isArray(shape) || shape.length !== 4 || !shape.every((d) => typeof d === 'number' && Number.isSafeInteger(d) && d >= 1)) {
     throw new BridgeError('bad_tensor', `"${field}.shape" must be [batch, channels, height, width] of positive integers`);
   }
-  let elements = 1;
-  for (const d of shape as number[]) {
-    elements *= d;
-    if (elements > limits.maxElements) {
-      throw new BridgeError(
-        'too_large',
-        `"${field}" has shape [${shape.join(', ')}], more than this server's limit of ${limits.maxElements} elements (--max-elements)`,
-      );
-    }
-  }
+  checkElements(`"${field}"`, shape as number[], limits);
+  const elements = (shape as number[]).reduce((n, d) => n * d, 1);
   if (!(data instanceof Uint8Array)) fail(`${field}.data`, 'binary data (msgpack bin)', data);
   const expected = elements * BYTES_PER_ELEMENT[dtype];
   if (data.byteLength !== expected) {
@@ -61,13 +49,4 @@ export function readTensor(map: WireMap, field: string, limits: TensorLimits): R
 
 export function writeTensor(dtype: FloatDtype, shape: Shape4, data: Float32Array): WireTensor {
   return { dtype, shape: [...shape], data: encodeFloats(dtype, data) };
-}
-
-/** Throws `bad_tensor` at the first NaN or infinity: the networks would spread it over the whole output. */
-export function assertFinite(field: string, data: Float32Array): void {
-  for (let i = 0; i < data.length; i++) {
-    if (!Number.isFinite(data[i])) {
-      throw new BridgeError('bad_tensor', `"${field}" holds a non-finite value (${data[i]}) at element ${i}; the latent is broken (a fp16 VAE overflow?)`);
-    }
-  }
 }

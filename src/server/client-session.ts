@@ -2,9 +2,9 @@ import type { RawData, WebSocket } from 'ws';
 import { BridgeError, errorCode } from '../errors.ts';
 import { decodeMessage, encodeMessage } from '../protocol/codec.ts';
 import { OPS, parseRequest, peekRequestId, type ReplyBody, type Request, type RequestId } from '../protocol/messages.ts';
-import { assertFinite } from '../protocol/wire-tensor.ts';
+import { planJob } from '../planner.ts';
 import type { Metrics } from './metrics.ts';
-import { helloReply, prepareInference, runInference, type InferenceEngine, type ServerIdentity } from './operations.ts';
+import { helloReply, runInference, type InferenceEngine, type ServerIdentity } from './operations.ts';
 import type { ServerLimits } from './options.ts';
 import type { PreviewDesk } from './preview-desk.ts';
 import type { FairScheduler } from './scheduler.ts';
@@ -29,6 +29,7 @@ export function publicLimits(limits: ServerLimits): object {
     max_payload: limits.maxPayload,
     max_elements: limits.maxElements,
     max_side: limits.maxSide,
+    max_scale: limits.maxScale,
     max_jobs_per_client: limits.maxJobsPerClient,
   };
 }
@@ -131,10 +132,10 @@ export class ClientSession {
       case 'interpose':
       case 'hires':
         try {
-          if (this.#ctx.limits.checkFinite) assertFinite('latent', request.input.latent.data);
+          const plan = planJob(request.job, this.#ctx.limits);
           const { engine, scheduler } = this.#ctx;
           scheduler
-            .submit(String(this.id), () => runInference(engine, request), () => prepareInference(engine, request))
+            .submit(String(this.id), () => runInference(engine, request, plan), () => engine.prepare(plan))
             .then(
               (body) => this.#succeed(id, op, started, body),
               (error: unknown) => this.#fail(id, op, started, error),

@@ -1,16 +1,13 @@
+import { DEFAULT_WORK_LIMITS, type WorkLimits } from '../limits.ts';
 import type { InferenceEngine, ServerIdentity } from './operations.ts';
 
 export const DEFAULT_HOST = '127.0.0.1';
 export const DEFAULT_PORT = 7877;
 
-/** Bounds that keep memory and CPU finite whatever clients send. */
-export interface ServerLimits {
+/** Bounds that keep memory and CPU finite whatever clients send: the work limits every entry point shares, and the server's own. */
+export interface ServerLimits extends WorkLimits {
   /** Largest WebSocket message in bytes; a bigger one closes that connection (code 1009). */
   readonly maxPayload: number;
-  /** Largest element count of any tensor received or produced. */
-  readonly maxElements: number;
-  /** Largest height or width, in latent pixels, of a requested size. */
-  readonly maxSide: number;
   /** Inference requests one connection may have queued or running; more are answered `busy`. */
   readonly maxJobsPerClient: number;
   /** Inference requests waiting across all connections; more are answered `busy`. */
@@ -25,14 +22,11 @@ export interface ServerLimits {
   readonly maxViewerBuffer: number;
   /** Preview jobs the viewer hub remembers (running and finished). */
   readonly maxPreviewJobs: number;
-  /** Refuse latents holding NaN or infinity in upscale, interpose and hires. */
-  readonly checkFinite: boolean;
 }
 
 export const DEFAULT_LIMITS: ServerLimits = {
+  ...DEFAULT_WORK_LIMITS,
   maxPayload: 64 * 1024 * 1024,
-  maxElements: 16 * 1024 * 1024,
-  maxSide: 1024,
   maxJobsPerClient: 4,
   maxQueue: 64,
   concurrency: 1,
@@ -40,7 +34,6 @@ export const DEFAULT_LIMITS: ServerLimits = {
   maxClientBuffer: 16 * 1024 * 1024,
   maxViewerBuffer: 2 * 1024 * 1024,
   maxPreviewJobs: 32,
-  checkFinite: true,
 };
 
 export interface ServerOptions {

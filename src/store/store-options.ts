@@ -4,7 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BridgeError } from '../errors.ts';
 import { type ProgressReporter, progressFor } from './download-progress.ts';
-import { findModelSpec } from './registry.ts';
+import { MODEL_SPECS, type ModelSpec } from './registry.ts';
 
 /** The repository's own `models/` folder, wherever the package is installed or run from. */
 export const PACKAGE_MODELS_DIR = fileURLToPath(new URL('../../models/', import.meta.url));
@@ -30,6 +30,8 @@ export interface ModelStoreOptions {
   readonly progress?: ProgressReporter;
   /** Tries per download before giving up; later tries resume where the last one stopped. Default 3. */
   readonly downloadAttempts?: number;
+  /** Where each network's weights come from. Default: the registry (src/store/registry.ts). */
+  readonly registry?: readonly ModelSpec[];
 }
 
 export interface ResolvedStoreOptions {
@@ -42,6 +44,7 @@ export interface ResolvedStoreOptions {
   readonly explicitPaths: Readonly<Record<string, string>>;
   readonly progress: ProgressReporter;
   readonly downloadAttempts: number;
+  readonly registry: readonly ModelSpec[];
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -111,8 +114,9 @@ export function resolveStoreOptions(options: ModelStoreOptions, env: Env = proce
     options.hubUrl !== undefined ? 'the hub URL' : 'HF_ENDPOINT',
   );
   const explicitPaths = options.explicitPaths ?? {};
+  const registry = options.registry ?? MODEL_SPECS;
   for (const name of Object.keys(explicitPaths)) {
-    if (findModelSpec(name) === undefined) {
+    if (!registry.some((spec) => spec.name === name)) {
       throw new BridgeError('bad_request', `a weight file was given for "${name}", which is not a known model; run \`latent-bridge models list\``);
     }
   }
@@ -130,6 +134,7 @@ export function resolveStoreOptions(options: ModelStoreOptions, env: Env = proce
     explicitPaths: Object.fromEntries(Object.entries(explicitPaths).map(([name, file]) => [name, path.resolve(expandHome(file))])),
     progress: options.progress ?? progressFor(process.stderr),
     downloadAttempts,
+    registry,
   };
 }
 

@@ -7,7 +7,8 @@ import { sha256OfFile } from './file-digest.ts';
 import { HfCache, statFile } from './hf-cache.ts';
 import { type HubAccess, type HubFile, describeHubFile, transferBlob } from './hub-download.ts';
 import { type FailureContext, hubFailure, isTransient } from './hub-failure.ts';
-import { MODEL_SPECS, type ModelKind, type ModelSpec } from './registry.ts';
+import type { NetworkEntry, NetworkKind } from '../catalogue.ts';
+import type { ModelSpec } from './registry.ts';
 import { type ModelStoreOptions, type ResolvedStoreOptions, resolveStoreOptions } from './store-options.ts';
 import { VerificationRecord } from './verification-record.ts';
 
@@ -15,8 +16,10 @@ export type { ModelStoreOptions } from './store-options.ts';
 
 /** Where the engine gets weight files from. */
 export interface ModelSource {
-  /** Path of a complete, verified local file for the model; throws `model_unavailable` saying how to get it. */
-  resolve(spec: ModelSpec): Promise<string>;
+  /** Path of a complete, verified local file for the network's weights; throws `model_unavailable` saying how to get it. */
+  resolve(network: NetworkEntry): Promise<string>;
+  /** The name of the network's weight file, as a user would save it. */
+  fileName(network: NetworkEntry): string;
 }
 
 /** Where a present file was found: a path the user gave, a models folder, or the Hugging Face cache. */
@@ -25,7 +28,7 @@ export type ModelLocationKind = 'path' | 'models' | 'hf-cache';
 /** One model as `models list` and the server's `models` op report it (plain JSON data). */
 export interface ModelStatus {
   name: string;
-  kind: ModelKind;
+  kind: NetworkKind;
   from: FamilyName;
   to: FamilyName;
   factor: number;
@@ -111,7 +114,19 @@ export class ModelStore implements ModelSource {
     return stats === undefined ? undefined : { path: cached.path, source: 'hf-cache', stats, blobSha256: cached.blobSha256 };
   }
 
-  async resolve(spec: ModelSpec): Promise<string> {
+  /** Where the network's weights come from, in this store's registry. */
+  #spec(network: NetworkEntry): ModelSpec {
+    const spec = this.options.registry.find((candidate) => candidate.name === network.name);
+    if (spec === undefined) throw new BridgeError('model_unavailable', `no weight file is known for ${network.name}`);
+    return spec;
+  }
+
+  fileName(network: NetworkEntry): string {
+    return this.#spec(network).fileName;
+  }
+
+  async resolve(network: NetworkEntry): Promise<string> {
+    const spec = this.#spec(network);
     const pending = this.#pending.get(spec.name);
     if (pending !== undefined) return pending;
     const lookup = this.#resolveOnce(spec).finally(() => this.#pending.delete(spec.name));
@@ -229,7 +244,7 @@ export class ModelStore implements ModelSource {
 
   /** Every known model, present or not, from what is on disk and in the record; no network. */
   async list(): Promise<ModelStatus[]> {
-    return Promise.all(MODEL_SPECS.map((spec) => this.#status(spec)));
+    return Promise.all(this.options.registry.map((spec) => this.#status(spec)));
   }
 
   /** Makes the models available (downloading what is missing) and reports where each one is. */
@@ -258,7 +273,7 @@ export class ModelStore implements ModelSource {
   }
 
   /** Re-hashes every present file against its reference sha256 and records the result. */
-  async verify(specs: readonly ModelSpec[] = MODEL_SPECS): Promise<VerifyResult[]> {
+  async verify(specs: readonly ModelSpec[] = this.options.registry): Promise<VerifyResult[]> {
     const results: VerifyResult[] = [];
     for (const spec of specs) {
       results.push(await this.#verifyOne(spec));

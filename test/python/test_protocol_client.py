@@ -138,17 +138,18 @@ def latent(shape, seed):
 
 
 def test_hello(client):
-    reply = client.call("hello", protocol=1, client="pytest")
+    reply = client.call("hello", protocol=2, client="pytest")
     assert reply["ok"] is True
-    assert reply["protocol"] == 1 and reply["server"] == "latent-bridge"
+    assert reply["protocol"] == 2 and reply["server"] == "latent-bridge"
     assert reply["device"] == "cpu"
-    assert reply["families"] == ["v1", "xl", "v3", "fx", "ca"]
+    assert [(f["name"], f["channels"], f["downscale"]) for f in reply["families"]] == [("v1", 4, 8), ("xl", 4, 8), ("v3", 16, 8), ("fx", 16, 8), ("ca", 4, 4)]
+    assert all(isinstance(f["label"], str) and f["label"] for f in reply["families"])
     assert {"upscale", "interpose", "hires", "preview", "models"} <= set(reply["ops"])
     assert reply["limits"]["max_jobs_per_client"] >= 1
 
 
 def test_string_ids_are_echoed(client):
-    assert client.call("hello", protocol=1, id="abc")["id"] == "abc"
+    assert client.call("hello", protocol=2, id="abc")["id"] == "abc"
 
 
 def test_models_says_what_is_present_and_missing(client):
@@ -162,7 +163,7 @@ def test_upscale_matches_the_reference_network(client):
     io = load_safetensors(os.path.join(CONFORMANCE, "upscaler-x2.0.io.safetensors"))
     reply = client.call("upscale", family="v1", scale=2.0, latent=tensor(io["input"] * V1_SCALE))
     assert reply["ok"], reply
-    assert reply["plan"] == ["upscaler-v1-x2.0 24x24 -> 48x48"]
+    assert reply["plan"]["steps"] == [{"kind": "upscale", "network": "upscaler-v1-x2.0", "from": "v1", "to": "v1", "in": [24, 24], "out": [48, 48]}]
     got = values(reply["latent"]) / V1_SCALE
     expected = io["output"]
     assert got.shape == expected.shape
@@ -191,8 +192,12 @@ def test_interpose(client):
 def test_hires_in_one_round_trip(client):
     reply = client.call("hires", **{"from": "xl"}, to="v1", size=[32, 32], latent=tensor(latent((1, 4, 16, 16), 3) * 0.13025))
     assert reply["ok"], reply
-    assert reply["plan"] == ["interposer-xl-to-v1 16x16 -> 16x16", "upscaler-v1-x2.0 16x16 -> 32x32"]
-    assert reply["warnings"] == []
+    plan = reply["plan"]
+    assert (plan["from"], plan["to"], plan["source"], plan["target"], plan["warnings"]) == ("xl", "v1", [16, 16], [32, 32], [])
+    assert [(step["kind"], step["network"], step["in"], step["out"]) for step in plan["steps"]] == [
+        ("interpose", "interposer-xl-to-v1", [16, 16], [16, 16]),
+        ("upscale", "upscaler-v1-x2.0", [16, 16], [32, 32]),
+    ]
     assert reply["latent"]["shape"] == [1, 4, 32, 32]
 
 
@@ -212,7 +217,7 @@ def test_noreply_preview_answers_only_errors(client):
     x = tensor(latent((1, 4, 8, 8), 5))
     client.send({"id": "silent", "op": "preview", "family": "v1", "noreply": True, "latent": x})
     client.send({"id": "loud", "op": "preview", "family": "v3", "noreply": True, "latent": x})
-    reply = client.call("hello", protocol=1)
+    reply = client.call("hello", protocol=2)
     assert reply["ok"]
     ids = [m.get("id") for m in client.other]
     assert "silent" not in ids
@@ -228,7 +233,7 @@ def test_noreply_preview_answers_only_errors(client):
         ({"op": "upscale", "family": "v1", "scale": 2.0, "lie": True}, "bad_tensor"),
         ({"op": "upscale", "family": "v1"}, "bad_request"),
         ({"op": "teleport"}, "bad_request"),
-        ({"op": "hello", "protocol": 2}, "bad_request"),
+        ({"op": "hello", "protocol": 1}, "bad_request"),
     ],
 )
 def test_error_replies(client, request_fields, code):
@@ -247,7 +252,7 @@ def test_unreadable_frames_get_an_error_with_nil_id(client):
     assert reply["id"] is None and reply["error"]["code"] == "bad_request"
     client.ws.send('{"op": "hello"}')
     assert client.receive()["error"]["code"] == "bad_request"
-    assert client.call("hello", protocol=1)["ok"]
+    assert client.call("hello", protocol=2)["ok"]
 
 
 def test_cross_origin_upgrade_is_refused(sidecar):
@@ -261,5 +266,5 @@ def test_token_is_required_when_set(secured_sidecar):
         Client(secured_sidecar)
     assert refused.value.status_code == 401
     client = Client(secured_sidecar, header=["Authorization: Bearer py-token"])
-    assert client.call("hello", protocol=1)["ok"]
+    assert client.call("hello", protocol=2)["ok"]
     client.close()

@@ -157,3 +157,8 @@ export function f32Values(bytes: Uint8Array): Float32Array {
 export function wireTensor(shape: readonly number[], values: Float32Array): { dtype: 'float32'; shape: number[]; data: Uint8Array } {
   return { dtype: 'float32', shape: [...shape], data: f32Bytes(values) };
 }
+
+/** A reply's plan (docs/protocol.md, "Plans") in the words of `describeStep`, e.g. `upscaler-v1-x2.0 24x24 -> 48x48`. */
+export function planSteps(plan: { steps: { network: string | null; in: number[]; out: number[] }[] }): string[] {
+  return plan.steps.map((step) => `${step.network ?? 'bilinear'} ${step.in.join('x')} -> ${step.out.join('x')}`);
+}

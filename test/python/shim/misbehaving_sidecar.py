@@ -58,7 +58,7 @@ class MisbehavingSidecar:
                 message = msgpack.unpackb(frame, raw=False)
                 self.requests.append(message)
                 if message.get("op") == "hello":
-                    reply = {"id": message["id"], "ok": True, "protocol": 1, "server": "misbehaving"}
+                    reply = {"id": message["id"], "ok": True, "protocol": 2, "server": "misbehaving"}
                 else:
                     reply = self.answer(message)
                 if reply is not None:

@@ -33,5 +33,10 @@ def test_no_model_no_family():
     assert families.detect(None) is None
 
 
-def test_every_detected_family_has_a_channel_count():
-    assert set(families.CHANNELS) == {"v1", "xl", "v3", "fx"}
+def test_channel_counts_come_from_the_sidecar_with_the_known_values_as_fallback():
+    assert [families.channels(name) for name in ("v1", "xl", "v3", "fx")] == [4, 4, 16, 16]
+    hello = {"families": [{"name": "v1", "channels": 4}, {"name": "fx", "channels": 32}]}
+    assert families.channels("fx", hello) == 32
+    assert families.channels("v3", hello) == 16
+    assert families.channels("fx", {"families": ["v1", "fx"]}) == 16
+    assert families.channels("zz") is None

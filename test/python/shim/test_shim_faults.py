@@ -1,11 +1,12 @@
 """Whatever the sidecar does, the image is finished the webui's own way, with one warning."""
 
+import shutil
 import socket
 
 import numpy as np
 import torch
 
-from conftest import wait_for
+from conftest import CONFORMANCE, Sidecar, wait_for
 from misbehaving_sidecar import MisbehavingSidecar
 from modules import script_callbacks, shared
 
@@ -85,7 +86,7 @@ def test_sidecar_answering_a_wrong_shape(webui, warnings_log):
         if message.get("noreply"):
             return None
         data = np.zeros((1, 4, 5, 5), dtype="<f4").tobytes()
-        return {"id": message["id"], "ok": True, "latent": {"dtype": "float32", "shape": [1, 4, 5, 5], "data": data}, "plan": [], "warnings": []}
+        return {"id": message["id"], "ok": True, "latent": {"dtype": "float32", "shape": [1, 4, 5, 5], "data": data}, "plan": {"steps": [], "warnings": []}}
 
     server = MisbehavingSidecar(wrong_shape)
     try:
@@ -126,3 +127,28 @@ def test_sidecar_answering_an_error(webui, sidecar, warnings_log):
     assert processed.extra_generation_params["Latent bridge"] == "not applied (model_unavailable)"
     messages = warnings_log()
     assert len(messages) == 1 and "v1->xl interpose" in messages[0] and "v1-to-xl_interposer-v4.0.safetensors" in messages[0]
+
+
+def test_missing_networks_are_named_together_and_a_new_cause_warns_again(webui, tmp_path, warnings_log):
+    """A first run without the networks: one warning names every file the job needs and the one
+    command that fetches them all; a job missing something else is told so too."""
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copyfile(CONFORMANCE / "upscaler-x2.0.weights.safetensors", models / "latent-upscaler-v2.1_SDv1-x2.0.safetensors")
+    sidecar = Sidecar(models)
+    try:
+        start(webui, sidecar.url)
+        first = dict(HIRES, hr_scale=1.5)
+        p, processed = webui.txt2img("sdxl", hr_upscaler=OUR_MODE, hr_checkpoint_name="sd15", **first)
+        webui.txt2img("sdxl", hr_upscaler=OUR_MODE, hr_checkpoint_name="sd15", **first)
+        assert processed.extra_generation_params["Latent bridge"] == "not applied (model_unavailable)"
+        messages = warnings_log()
+        assert len(messages) == 1, messages
+        assert "xl-to-v1_interposer-v4.0.safetensors" in messages[0] and "latent-upscaler-v2.1_SDv1-x1.5.safetensors" in messages[0]
+        assert "latent-bridge models pull interposer-xl-to-v1 upscaler-v1-x1.5" in messages[0]
+        webui.txt2img("sdxl", hr_upscaler=OUR_MODE, hr_checkpoint_name="sd15", **HIRES)
+        messages = warnings_log()
+        assert len(messages) == 2, messages
+        assert "xl-to-v1_interposer-v4.0.safetensors" in messages[1] and "SDv1-x1.5" not in messages[1]
+    finally:
+        sidecar.stop()
