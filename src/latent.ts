@@ -1,6 +1,6 @@
 import { BridgeError } from './errors.ts';
 import { FAMILIES, type FamilyName } from './families.ts';
-import { tensor4, type Shape4, type Tensor4 } from './tensor.ts';
+import { tensor4, type Tensor4 } from './tensor.ts';
 
 /**
  * Where a latent's values live: `model` is what the diffusion model and the webui hold,
@@ -24,10 +24,6 @@ export function makeLatent(family: FamilyName, space: LatentSpace, shape: readon
     );
   }
   return { ...tensor, family, space };
-}
-
-export function withData(latent: Latent, shape: Shape4, data: Float32Array): Latent {
-  return makeLatent(latent.family, latent.space, shape, data);
 }
 
 /** Returns the latent in raw VAE space: raw = model / scale + shift. */

@@ -151,11 +151,6 @@ export function toFloat32(tensor: StoredTensor, name = 'tensor'): Float32Array {
   return decodeFloats(FLOAT_OF[tensor.dtype], tensor.bytes);
 }
 
-export function toBigInt64(tensor: StoredTensor): BigInt64Array {
-  if (tensor.dtype !== 'I64') throw new BridgeError('bad_file', `expected an I64 tensor, got ${tensor.dtype}`);
-  return new BigInt64Array(new Uint8Array(tensor.bytes).buffer);
-}
-
 export interface TensorToWrite {
   readonly shape: readonly number[];
   readonly data: Float32Array;

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BridgeError } from '../src/errors.ts';
-import { MAX_HEADER_BYTES, parseSafetensors, serializeSafetensors, toBigInt64, toFloat32, writeSafetensors, readSafetensors } from '../src/safetensors.ts';
+import { MAX_HEADER_BYTES, parseSafetensors, serializeSafetensors, toFloat32, writeSafetensors, readSafetensors } from '../src/safetensors.ts';
 
 /** Builds a file from a raw header object and data bytes, the way other writers lay it out. */
 function fileWith(header: unknown, data: Uint8Array, headerLength?: bigint): Uint8Array {
@@ -60,7 +60,8 @@ describe('safetensors', () => {
     const parsed = parseSafetensors(file);
     expect([...toFloat32(parsed.tensors.get('h')!)]).toEqual([1, -2]);
     expect([...toFloat32(parsed.tensors.get('b')!)]).toEqual([1, 3.140625]);
-    expect([...toBigInt64(parsed.tensors.get('n')!)]).toEqual([42n]);
+    const count = parsed.tensors.get('n')!;
+    expect([count.dtype, new DataView(count.bytes.buffer, count.bytes.byteOffset).getBigInt64(0, true)]).toEqual(['I64', 42n]);
   });
 
   it('reads tensors at unaligned offsets', () => {

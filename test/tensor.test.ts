@@ -24,12 +24,32 @@ describe('float encodings', () => {
     expect(decodeFloats('float16', encodeFloats('float16', Float32Array.of(2049, 2051)))).toEqual(Float32Array.of(2048, 2052));
   });
 
-  it('bfloat16 keeps the exponent range and rounds to nearest even', () => {
-    const back = decodeFloats('bfloat16', encodeFloats('bfloat16', Float32Array.of(1, 1e30, -3.14159, 1.00390625)));
-    expect(back[0]).toBe(1);
-    expect(back[1] / 1e30).toBeCloseTo(1, 2);
-    expect(back[2]).toBeCloseTo(-3.14159, 1);
-    expect(back[3]).toBe(1);
+  it('bfloat16 rounds float32 bit patterns to nearest, ties to even (exact bits)', () => {
+    // [float32 bits, bfloat16 bits]: the low 16 bits decide; exactly 0x8000 is a tie.
+    const cases: [number, number][] = [
+      [0x3f800000, 0x3f80], // 1: exact
+      [0x3f808000, 0x3f80], // 1 + 2^-8: tie, 0x3f80 is even, stays
+      [0x3f818000, 0x3f82], // tie above an odd one: up to even (truncation would give 0x3f81)
+      [0x3f807fff, 0x3f80], // just below the tie: down
+      [0x3f808001, 0x3f81], // just above the tie: up
+      [0xbf818000, 0xbf82], // negative: the same on the magnitude
+      [0x3f7fffff, 0x3f80], // carries into the exponent
+      [0x7f7fffff, 0x7f80], // the largest float32 rounds up to infinity
+      [0x7f800000, 0x7f80], // infinity stays
+      [0xff800000, 0xff80],
+      [0x00018000, 0x0002], // subnormal tie above an odd one
+      [0x80000000, 0x8000], // -0
+    ];
+    const input = new Float32Array(Uint32Array.from(cases.map(([bits]) => bits)).buffer);
+    const output = new Uint16Array(encodeFloats('bfloat16', input).slice().buffer);
+    expect([...output].map((bits) => bits.toString(16))).toEqual(cases.map(([, bits]) => bits.toString(16)));
+  });
+
+  it('bfloat16 keeps NaN a NaN, and decodes by widening the bits', () => {
+    const nan = new Uint16Array(encodeFloats('bfloat16', Float32Array.of(Number.NaN)).slice().buffer)[0];
+    expect(nan & 0x7f80).toBe(0x7f80);
+    expect(nan & 0x007f).not.toBe(0);
+    expect([...decodeFloats('bfloat16', new Uint8Array(Uint16Array.of(0x3f82, 0xc049, 0x7f80).buffer))]).toEqual([1.015625, -3.140625, Infinity]);
   });
 
   it('decodes from unaligned buffers', () => {

@@ -156,10 +156,6 @@ class SidecarClient:
         except queue.Full:
             pass
 
-    @property
-    def connected(self):
-        return self._ws is not None
-
     # ---- connection -------------------------------------------------------------------------
 
     def _connection(self):
