@@ -134,5 +134,4 @@ describe('latent families', () => {
       expect([...family.rgbBias]).toEqual(source.bias);
     });
   }
-
 });
