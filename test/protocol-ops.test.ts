@@ -61,6 +61,8 @@ describe('hello, models, health and metrics', () => {
   });
 
   it('GET /healthz and /metrics report state', async () => {
+    await client.request({ op: 'hello', protocol: PROTOCOL_VERSION });
+    await client.request({ op: 'models' });
     const health = await (await fetch(`${server.server.url}/healthz`)).json();
     expect(health).toMatchObject({ ok: true, server: 'latent-bridge', protocol: PROTOCOL_VERSION, device: 'cpu' });
     expect(Array.isArray(health.models_loaded)).toBe(true);

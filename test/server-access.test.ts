@@ -75,8 +75,11 @@ describe('without a token (loopback only)', () => {
   });
 
   it('counts refused upgrades in /metrics', async () => {
-    const metrics = await (await fetch(`${server.server.url}/metrics`)).text();
-    expect(Number(/^latent_bridge_rejected_upgrades_total (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(4);
+    const refused = async () => Number(/^latent_bridge_rejected_upgrades_total (\d+)$/m.exec(await (await fetch(`${server.server.url}/metrics`)).text())?.[1]);
+    const before = await refused();
+    expect(await tryUpgrade(server.wsUrl, { origin: 'http://evil.example' })).toMatchObject({ opened: false, status: 403 });
+    expect(await tryUpgrade(`ws://127.0.0.1:${server.server.port}/nowhere`)).toMatchObject({ opened: false, status: 404 });
+    expect(await refused()).toBe(before + 2);
   });
 });
 
