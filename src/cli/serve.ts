@@ -4,9 +4,11 @@ import { Engine } from '../engine.ts';
 import { BridgeError } from '../errors.ts';
 import { DEVICE_CHOICES, Runtime } from '../runtime.ts';
 import { DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_PORT, type ServerLimits } from '../server/options.ts';
-import { startServer } from '../server/server.ts';
-import { createModelStore, integerOption, readDevice, readWorkLimits, setting, WORK_LIMIT_OPTIONS, WORK_LIMIT_USAGE } from './engine-setup.ts';
+import { startServer, type RunningServer } from '../server/server.ts';
+import { envFlag } from '../store/store-options.ts';
+import { createModelStore, envName, integerOption, readDevice, readWorkLimits, setting, WORK_LIMIT_OPTIONS, WORK_LIMIT_USAGE } from './engine-setup.ts';
 import type { Command } from './main.ts';
+import { parentExited } from './parent-watch.ts';
 
 const MIB = 1024 * 1024;
 
@@ -36,6 +38,8 @@ environment variable named after it.
   --threads N         CPU threads per network run (default 2; LATENT_BRIDGE_THREADS)
   --models DIR        also look for weight files in DIR (repeatable; LATENT_BRIDGE_MODELS too)
   --offline           never download (HF_HUB_OFFLINE=1 does the same)
+  --exit-with-parent  stop when the process that started it exits (npm start and the webui
+                      extension use it, so no orphan keeps the port)
 ${WORK_LIMIT_USAGE}
 ${Object.entries(LIMIT_FLAGS)
   .map(([flag, { limit, unit, help }]) => `  --${flag.padEnd(20)}${help} (default ${DEFAULT_LIMITS[limit as keyof ServerLimits] as number / unit})`)
@@ -57,6 +61,21 @@ function readLimits(values: Record<string, unknown>): ServerLimits {
     if (text !== undefined) limits[limit] = integerOption(flag, text, 1) * unit;
   }
   return limits as unknown as ServerLimits;
+}
+
+/** What to tell a user whose port is taken: by another latent-bridge (then it can simply be used), or by something else. */
+async function portTaken(host: string, port: number): Promise<string> {
+  const where = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  try {
+    const response = await fetch(`http://${where}/healthz`, { signal: AbortSignal.timeout(2_000) });
+    const text = await response.text();
+    // One started with a token refuses /healthz without it, and says so.
+    const ours = response.status === 401 ? text.includes('token') : (JSON.parse(text) as { server?: unknown }).server === 'latent-bridge';
+    if (ours) return `another latent-bridge is already serving on ${port}: use it, or choose --port`;
+  } catch {
+    // Not a latent-bridge (or not answering HTTP): say so below.
+  }
+  return `port ${port} on ${host} is in use by another program: stop it, or choose --port`;
 }
 
 /** Resolves on the first SIGINT or SIGTERM. */
@@ -86,6 +105,7 @@ export const command: Command = {
         threads: { type: 'string' },
         models: { type: 'string', multiple: true },
         offline: { type: 'boolean' },
+        'exit-with-parent': { type: 'boolean' },
         ...WORK_LIMIT_OPTIONS,
         ...(Object.fromEntries(Object.keys(LIMIT_FLAGS).map((flag) => [flag, { type: 'string' }])) as Record<LimitFlag, { type: 'string' }>),
       },
@@ -103,20 +123,28 @@ export const command: Command = {
     const store = createModelStore(values);
     const runtime = await Runtime.create({ device, ...(threadsText !== undefined ? { threads: integerOption('threads', threadsText, 1) } : {}) });
     const engine = new Engine({ source: store, runtime });
-    const server = await startServer({
-      host,
-      port,
-      token,
-      limits,
-      engine,
-      identity: { version: readPackageVersion(), device: runtime.device, deviceNote: runtime.note },
-      listModels: () => store.list(),
-    });
+    let server: RunningServer;
+    try {
+      server = await startServer({
+        host,
+        port,
+        token,
+        limits,
+        engine,
+        identity: { version: readPackageVersion(), device: runtime.device, deviceNote: runtime.note },
+        listModels: () => store.list(),
+      });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw error;
+      console.error(`latent-bridge serve: ${await portTaken(host, port)}`);
+      return 1;
+    }
     console.log(`listening on ${server.url}`);
     console.log(`device: ${runtime.device}${runtime.note ? ` (${runtime.note})` : ''}`);
     console.log(`viewer: ${server.url}/${token ? '?token=<your token>' : ''}`);
-    const signal = await shutdownSignal();
-    console.log(`${signal}: shutting down`);
+    const stops = [shutdownSignal()];
+    if (values['exit-with-parent'] === true || envFlag(process.env[envName('exit-with-parent')])) stops.push(parentExited());
+    console.log(`${await Promise.race(stops)}: shutting down`);
     await server.close();
     return 0;
   },
