@@ -4,7 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { BridgeError } from '../errors.ts';
-import type { Command } from './main.ts';
+import type { Command } from './command.ts';
 
 /** The folder name the extension gets under WEBUI_DIR/extensions (the webui's canonical name is it, lowercased). */
 export const EXTENSION_NAME = 'latent-bridge';

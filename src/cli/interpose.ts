@@ -3,7 +3,7 @@ import { getFamily } from '../families.ts';
 import { makeLatent } from '../latent.ts';
 import { ENGINE_OPTIONS, ENGINE_USAGE, parseFiles, readWorkLimits, runJob } from './engine-setup.ts';
 import { readLatentFile, writeLatentFile } from './latent-file.ts';
-import type { Command } from './main.ts';
+import type { Command } from './command.ts';
 
 const usage = `usage: latent-bridge interpose --from A --to B [options] IN OUT
 

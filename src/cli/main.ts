@@ -1,11 +1,5 @@
 import { BridgeError } from '../errors.ts';
-
-/** A subcommand: parses its own arguments and returns the process exit code. */
-export interface Command {
-  readonly summary: string;
-  readonly usage: string;
-  run(args: string[]): Promise<number>;
-}
+import type { Command } from './command.ts';
 
 const COMMANDS: Readonly<Record<string, () => Promise<{ command: Command }>>> = {
   net: () => import('./net.ts'),

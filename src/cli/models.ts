@@ -4,7 +4,7 @@ import { formatBytes } from '../store/download-progress.ts';
 import { MODEL_SPECS, specsNamed } from '../store/registry.ts';
 import type { ModelStatus, ModelStore } from '../store/store.ts';
 import { createModelStore } from './engine-setup.ts';
-import type { Command } from './main.ts';
+import type { Command } from './command.ts';
 
 const usage = `usage: latent-bridge models list [--json]
        latent-bridge models pull NAME... | --all

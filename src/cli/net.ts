@@ -7,7 +7,7 @@ import { runTiled } from '../tiling.ts';
 import { DEFAULT_TILE_SIZE } from '../engine.ts';
 import { createRuntime, parseFiles, positiveNumber, readWorkLimits, WORK_LIMIT_OPTIONS, WORK_LIMIT_USAGE } from './engine-setup.ts';
 import { readLatentFile, writeLatentFile } from './latent-file.ts';
-import type { Command } from './main.ts';
+import type { Command } from './command.ts';
 
 const usage = `usage: latent-bridge net --arch interposer|upscaler --weights FILE --factor F [options] IN OUT
 

@@ -7,7 +7,7 @@ import { DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_PORT, type ServerLimits } from '.
 import { startServer, type RunningServer } from '../server/server.ts';
 import { envFlag } from '../store/store-options.ts';
 import { createModelStore, envName, integerOption, readDevice, readWorkLimits, setting, WORK_LIMIT_OPTIONS, WORK_LIMIT_USAGE } from './engine-setup.ts';
-import type { Command } from './main.ts';
+import type { Command } from './command.ts';
 import { parentExited } from './parent-watch.ts';
 
 const MIB = 1024 * 1024;

@@ -5,7 +5,7 @@ import { scaledTarget } from '../limits.ts';
 import { sizeOf, type Size } from '../tensor.ts';
 import { ENGINE_OPTIONS, ENGINE_USAGE, parseFiles, positiveNumber, readWorkLimits, runJob } from './engine-setup.ts';
 import { readLatentFile, writeLatentFile } from './latent-file.ts';
-import type { Command } from './main.ts';
+import type { Command } from './command.ts';
 
 const usage = `usage: latent-bridge upscale --family v1|xl (--scale F | --size HxW) [options] IN OUT
 
