@@ -230,6 +230,21 @@ def test_without_node_it_says_what_to_install_and_the_webui_starts(origin, launc
     assert "Latent (latent-bridge)" in shared.latent_upscale_modes
 
 
+def test_node_without_npm_says_what_to_install(origin, launcher, tmp_path):
+    """Some Linux distributions package npm apart from Node.js."""
+    folder = tmp_path / "node-only"
+    folder.mkdir()
+    (folder / "node").symlink_to(NODE)
+    launcher(path=f"{git_only_path(tmp_path)}{os.pathsep}{folder}")
+    extension, output = install_from_url(tmp_path / "webui", origin)
+    assert output == (
+        f"latent-bridge: npm was not found next to {folder / 'node'} or on PATH, so the sidecar cannot be set up. "
+        "Install the LTS version from https://nodejs.org (it includes npm) and restart the webui; "
+        "until then hires fix and live previews work the webui's own way."
+    )
+    assert not (extension / "node_modules").exists()
+
+
 def test_a_failed_npm_is_one_message_and_is_tried_again(origin, launcher, webui, tmp_path, capsys):
     empty_cache = tmp_path / "npm-cache"
     empty_cache.mkdir()
