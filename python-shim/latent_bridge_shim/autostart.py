@@ -1,9 +1,10 @@
 """Starting the sidecar with Node.js when the setting asks for it and nothing answers at the URL.
 
 Node and the sidecar are found through `sidecar.json` (location.py); an extension that is a
-checkout, or linked from one, also finds `bin/latent-bridge.js` next to python-shim/. The sidecar is started on the host and port of the configured URL, only on
-this machine, and stopped when the webui exits. It is never started twice: a process that
-this module started and that still runs is waited for, not replaced.
+checkout, or linked from one, also finds `bin/latent-bridge.js` next to python-shim/. The
+sidecar is started on the host and port of the configured URL, only on this machine, and
+stopped when the webui exits. It is never started twice: a process that this module started
+and that still runs is waited for, not replaced.
 """
 
 import atexit
