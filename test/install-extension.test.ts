@@ -88,6 +88,41 @@ describe('install-extension', () => {
     expect(realpathSync(forced.target)).toBe(realpathSync(shim));
   });
 
+  it('keeps the serve arguments a user added when it updates its install', async () => {
+    const first = await installExtension(webui, { copy: true, force: false, shimDir: shim });
+    const file = path.join(first.target, LOCATION_FILE);
+    writeFileSync(file, JSON.stringify({ ...location(first.target), serve_args: ['--models', '/data/latents'] }));
+    const again = await installExtension(webui, { copy: false, force: false, shimDir: shim });
+    expect(location(shim).serve_args).toEqual(['--models', '/data/latents']);
+    expect(location(again.target).sidecar).toBe(BIN);
+  });
+
+  it('installs no second copy next to the repository installed from the Extensions tab', async () => {
+    // What Install from URL leaves: a clone of the repository, python-shim/ inside it.
+    const clone = path.join(webui, 'extensions', 'latent-bridge-main');
+    cpSync(shim, path.join(clone, 'python-shim'), { recursive: true });
+    writeFileSync(path.join(clone, 'install.py'), '# the repository root is the extension\n');
+    for (const force of [false, true]) {
+      await expect(installExtension(webui, { copy: false, force, shimDir: shim })).rejects.toThrow(
+        `${clone} holds latent-bridge already (installed from the webui's Extensions tab, or by hand), and the webui would load it twice`,
+      );
+    }
+    expect(existsSync(path.join(webui, 'extensions', 'latent-bridge'))).toBe(false);
+    expect(existsSync(path.join(shim, LOCATION_FILE))).toBe(false);
+  });
+
+  it('says so when the repository was installed from the Extensions tab under its own name', async () => {
+    const clone = path.join(webui, 'extensions', 'latent-bridge');
+    cpSync(shim, path.join(clone, 'python-shim'), { recursive: true });
+    await expect(installExtension(webui, { copy: false, force: false, shimDir: shim })).rejects.toThrow(
+      /is latent-bridge installed from the webui's Extensions tab .* needs no install-extension; pass --force/,
+    );
+    expect(lstatSync(clone).isSymbolicLink()).toBe(false);
+    const forced = await installExtension(webui, { copy: false, force: true, shimDir: shim });
+    expect(forced.replaced).toBe('repository');
+    expect(realpathSync(forced.target)).toBe(realpathSync(shim));
+  });
+
   it('refuses a folder that is not a webui, and one that does not exist', async () => {
     const plain = path.join(work, 'plain');
     mkdirSync(plain);

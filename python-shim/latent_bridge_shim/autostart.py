@@ -1,17 +1,15 @@
 """Starting the sidecar with Node.js when the setting asks for it and nothing answers at the URL.
 
-`latent-bridge install-extension` records where Node and the sidecar are in `sidecar.json`
-beside this package (an extension linked from a checkout also finds `bin/latent-bridge.js`
-next to it). The sidecar is started on the host and port of the configured URL, only on
-this machine, and stopped when the webui exits. It is never started twice: a process that
-this module started and that still runs is waited for, not replaced.
+Node and the sidecar are found through `sidecar.json` (location.py); an extension that is a
+checkout, or linked from one, also finds `bin/latent-bridge.js` next to python-shim/. The
+sidecar is started on the host and port of the configured URL, only on this machine, and
+stopped when the webui exits. It is never started twice: a process that this module started
+and that still runs is waited for, not replaced.
 """
 
 import atexit
-import json
 import logging
 import os
-import shutil
 import subprocess
 import threading
 import time
@@ -19,12 +17,10 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from . import notices, settings
+from . import location, notices, settings
 
 logger = logging.getLogger("latent_bridge")
 
-EXTENSION_DIR = Path(__file__).resolve().parent.parent
-LOCATION_FILE = EXTENSION_DIR / "sidecar.json"
 # The first start may compile networks; later ones take a second or two.
 HEALTH_WAIT = 60.0
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -36,6 +32,8 @@ _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _lock = threading.Lock()
 _process = None
 _stop_registered = False
+# Set by stop(): the webui is exiting, so a start still on its way must not leave a sidecar behind.
+_closed = False
 
 
 def start_in_background():
@@ -68,6 +66,8 @@ def ensure_running(wait=HEALTH_WAIT):
     if _healthy(host, port, token):
         return True
     with _lock:
+        if _closed:
+            return False
         if _process is None or not _process.running():
             command = _command(host, port, token)
             if command is None:
@@ -102,9 +102,10 @@ def ensure_running(wait=HEALTH_WAIT):
 
 
 def stop():
-    """Stops the sidecar this module started, if it still runs."""
-    global _process
+    """Stops the sidecar this module started, if it still runs, and starts none after."""
+    global _process, _closed
     with _lock:
+        _closed = True
         process, _process = _process, None
     if process is None:
         return
@@ -120,11 +121,11 @@ def stop():
 
 
 def _command(host, port, token):
-    location = _location()
-    entry = location.get("sidecar")
+    recorded = location.read()
+    entry = recorded.get("sidecar")
     if not entry:
-        # Linked from a checkout: python-shim/ sits next to bin/.
-        candidate = EXTENSION_DIR.parent / "bin" / "latent-bridge.js"
+        # A checkout, or linked from one: python-shim/ sits next to bin/.
+        candidate = location.EXTENSION_DIR.parent / "bin" / "latent-bridge.js"
         entry = str(candidate) if candidate.is_file() else None
     if entry is None or not Path(entry).is_file():
         notices.warn_once(
@@ -133,14 +134,12 @@ def _command(host, port, token):
             "from the latent-bridge folder, or start `latent-bridge serve` yourself",
         )
         return None
-    node = location.get("node")
-    if not node or not Path(node).is_file():
-        node = shutil.which("node")
+    node = location.find_node().usable
     if node is None:
-        notices.warn_once("autostart", "Node.js was not found (https://nodejs.org, version 20 or newer); the sidecar cannot be started")
+        notices.warn_once("autostart", f"Node.js {location.NODE_MAJOR} or newer was not found (https://nodejs.org); the sidecar cannot be started")
         return None
-    command = [node, entry, "serve", "--host", host, "--port", str(port)]
-    return command + [str(arg) for arg in location.get("serve_args", [])]
+    command = [node.path, entry, "serve", "--host", host, "--port", str(port)]
+    return command + [str(arg) for arg in recorded.get("serve_args", [])]
 
 
 def _environment(token):
@@ -151,14 +150,6 @@ def _environment(token):
     if token:
         environment[TOKEN_VARIABLE] = token
     return environment
-
-
-def _location():
-    try:
-        data = json.loads(LOCATION_FILE.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _local_endpoint(url):

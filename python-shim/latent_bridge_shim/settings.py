@@ -5,6 +5,9 @@ Values are read from `opts.data` with a default, never as `opts.<key>`: in API-o
 what config.json or an API call stored is there.
 """
 
+import html
+import urllib.parse
+
 from modules import shared
 
 SECTION = ("latent_bridge", "Latent bridge")
@@ -15,6 +18,8 @@ AUTOSTART = "latent_bridge_autostart"
 TIMEOUT = "latent_bridge_timeout"
 PREVIEWS = "latent_bridge_previews"
 INTERPOSE = "latent_bridge_interpose"
+# Not a setting: a line of the section that shows where the live viewer is.
+VIEWER = "latent_bridge_viewer"
 
 DEFAULTS = {
     URL: "ws://127.0.0.1:7877/ws",
@@ -36,6 +41,9 @@ def register():
     def option(key, label, component=None, component_args=None):
         return shared.OptionInfo(DEFAULTS[key], label, component, component_args, section=SECTION)
 
+    viewer = shared.OptionHTML(_viewer_html())
+    viewer.section = SECTION
+    shared.opts.add_option(VIEWER, viewer)
     shared.opts.add_option(URL, option(URL, "Sidecar WebSocket URL").info("ws://host:port/ws of `latent-bridge serve`"))
     shared.opts.add_option(TOKEN, option(TOKEN, "Sidecar token", gr.Textbox, {"type": "password"}).info("needed when the sidecar was started with --token"))
     shared.opts.add_option(AUTOSTART, option(AUTOSTART, "Start the sidecar with Node.js when it is not running").info("only for a URL on this machine"))
@@ -53,6 +61,34 @@ def get(key):
             return _parse_switch(value) if key == AUTOSTART else value
     value = shared.opts.data.get(key, DEFAULTS[key])
     return DEFAULTS[key] if value is None else value
+
+
+def viewer_url():
+    """The sidecar's viewer page for the configured URL (ws://h:p/ws -> http://h:p/), or None.
+
+    Never with the token, whatever the URL holds: a link on the Settings page or in the console
+    would show it to anyone who sees those. The user adds ?token= to the address.
+    """
+    parts = urllib.parse.urlsplit(str(get(URL)).strip())
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme)
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if scheme is None or not parts.hostname:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    path = parts.path[: -len("ws")] if parts.path.endswith("/ws") else "/"
+    return urllib.parse.urlunsplit((scheme, host if port is None else f"{host}:{port}", path, "", ""))
+
+
+def _viewer_html():
+    url = viewer_url()
+    if url is None:
+        return "Live viewer: none, the sidecar URL below is not a ws:// or wss:// URL."
+    link = f"<a href='{html.escape(url, quote=True)}' target='_blank'>{html.escape(url)}</a>"
+    note = " (the sidecar has a token: add <code>?token=</code> and the token below to the address)" if get(TOKEN) else ""
+    return f"Live viewer, previews of every step: {link}{note}. A new URL shows here after Reload UI."
 
 
 def timeout():

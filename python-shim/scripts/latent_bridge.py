@@ -1,16 +1,10 @@
 """latent-bridge: neural latent upscaling and cross-family conversion in hires fix, live previews
-every step, served by the latent-bridge sidecar (Node.js). The work is in latent_bridge_shim/.
-
-The webui clears all callbacks before it (re)loads scripts, so they are registered here, at
-import, every time; the function patches survive a reload and are undone on unload.
+every step, served by the latent-bridge sidecar (Node.js). The work is in latent_bridge_shim/,
+importable while the webui imports this file (it puts the extension folder on sys.path).
 """
 
-from modules import script_callbacks
+import os
 
-from latent_bridge_shim import autostart, hires, hooks, settings
+from latent_bridge_shim import extension
 
-hooks.install()
-script_callbacks.on_ui_settings(settings.register)
-script_callbacks.on_cfg_denoiser(hires.follow_first_pass_model)
-script_callbacks.on_script_unloaded(hooks.uninstall)
-autostart.start_in_background()
+extension.load(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -1,4 +1,4 @@
-import { existsSync, lstatSync, readlinkSync, realpathSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync } from 'node:fs';
 import { cp, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +10,8 @@ import type { Command } from './command.ts';
 export const EXTENSION_NAME = 'latent-bridge';
 /** What the extension's autostart reads to find Node and the sidecar (python-shim/latent_bridge_shim/autostart.py). */
 export const LOCATION_FILE = 'sidecar.json';
+/** The extension's Python package, in python-shim/ and in every install of it. */
+const PACKAGE = 'latent_bridge_shim';
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const SHIM_DIR = path.join(REPO_ROOT, 'python-shim');
@@ -24,6 +26,10 @@ const usage = `usage: latent-bridge install-extension WEBUI_DIR [--copy] [--forc
 Puts the webui extension (python-shim/) into WEBUI_DIR/extensions/${EXTENSION_NAME} for
 Automatic1111 1.6-1.10, Forge or reForge, and records where Node and this sidecar are, so the
 extension can start the sidecar by itself. Restart the webui afterwards.
+
+For a checkout of your own. Installed from the webui's Extensions tab (Install from URL), the
+repository is the extension already and sets up its sidecar itself: this is then not needed,
+and refuses to install a second copy.
 
   --copy    copy the files instead of linking them (updates then need another install)
   --force   replace an existing WEBUI_DIR/extensions/${EXTENSION_NAME} that is not ours
@@ -40,7 +46,12 @@ export interface SidecarLocation {
   readonly serve_args: readonly string[];
 }
 
-type Existing = 'none' | 'our-link' | 'our-copy' | 'foreign';
+type Existing = 'none' | 'our-link' | 'our-copy' | 'repository' | 'foreign';
+
+/** A folder the webui would load as latent-bridge: the repository itself, or python-shim/ (a copy or a link). */
+function holdsExtension(dir: string): boolean {
+  return existsSync(path.join(dir, 'python-shim', PACKAGE, '__init__.py')) || existsSync(path.join(dir, PACKAGE, '__init__.py'));
+}
 
 function classify(target: string, shimDir: string): Existing {
   let stat;
@@ -53,8 +64,37 @@ function classify(target: string, shimDir: string): Existing {
     const pointsAt = path.resolve(path.dirname(target), readlinkSync(target));
     return existsSync(pointsAt) && realpathSync(pointsAt) === realpathSync(shimDir) ? 'our-link' : 'foreign';
   }
+  if (!stat.isDirectory()) return 'foreign';
   // A copy made by this command carries the package and the location file.
-  return stat.isDirectory() && existsSync(path.join(target, 'latent_bridge_shim')) && existsSync(path.join(target, LOCATION_FILE)) ? 'our-copy' : 'foreign';
+  if (existsSync(path.join(target, PACKAGE)) && existsSync(path.join(target, LOCATION_FILE))) return 'our-copy';
+  return existsSync(path.join(target, 'python-shim', PACKAGE)) ? 'repository' : 'foreign';
+}
+
+/** The webui would load both and use one: any other folder of WEBUI/extensions that holds the extension is in the way. */
+function checkNoOtherInstall(extensions: string, target: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(extensions);
+  } catch {
+    return;
+  }
+  const other = names.map((name) => path.join(extensions, name)).find((dir) => dir !== target && holdsExtension(dir));
+  if (other !== undefined) {
+    throw new BridgeError(
+      'bad_request',
+      `${other} holds latent-bridge already (installed from the webui's Extensions tab, or by hand), and the webui would load it twice; ` +
+        'keep that one (it needs no install-extension), or delete it and run this again',
+    );
+  }
+}
+
+function previousServeArgs(file: string): readonly string[] {
+  try {
+    const recorded = JSON.parse(readFileSync(file, 'utf8')) as Partial<SidecarLocation>;
+    return Array.isArray(recorded.serve_args) ? recorded.serve_args.map(String) : [];
+  } catch {
+    return [];
+  }
 }
 
 function checkWebui(webuiDir: string): void {
@@ -81,9 +121,19 @@ export async function installExtension(webuiDir: string, options: InstallOptions
   const extensions = path.join(root, 'extensions');
   const target = path.join(extensions, EXTENSION_NAME);
   const existing = classify(target, shimDir);
+  if (existing === 'repository' && !options.force) {
+    throw new BridgeError(
+      'bad_request',
+      `${target} is latent-bridge installed from the webui's Extensions tab (a clone of the repository), which sets up its sidecar itself and needs no install-extension; pass --force to replace it with this checkout's`,
+    );
+  }
   if (existing === 'foreign' && !options.force) {
     throw new BridgeError('bad_request', `${target} already exists and is not this latent-bridge; move it away or pass --force to replace it`);
   }
+  checkNoOtherInstall(extensions, target);
+  const locationFile = path.join(options.copy ? target : shimDir, LOCATION_FILE);
+  // Serve arguments a user added survive an update; the rest is this machine's, written anew.
+  const serveArgs = existing === 'our-link' || existing === 'our-copy' ? previousServeArgs(path.join(target, LOCATION_FILE)) : [];
   await mkdir(extensions, { recursive: true });
   if (existing !== 'none') await rm(target, { recursive: true, force: true });
 
@@ -93,9 +143,9 @@ export async function installExtension(webuiDir: string, options: InstallOptions
     // 'junction' makes the link without admin rights on Windows; elsewhere the type is ignored.
     await symlink(shimDir, target, 'junction');
   }
-  const location: SidecarLocation = { sidecar: SIDECAR_ENTRY, node: process.execPath, serve_args: [] };
+  const location: SidecarLocation = { sidecar: SIDECAR_ENTRY, node: process.execPath, serve_args: serveArgs };
   // A link shares python-shim/ with this checkout, so the file lands there (git ignores it).
-  await writeFile(path.join(options.copy ? target : shimDir, LOCATION_FILE), `${JSON.stringify(location, null, 2)}\n`);
+  await writeFile(locationFile, `${JSON.stringify(location, null, 2)}\n`);
   return { target, linked: !options.copy, replaced: existing };
 }
 

@@ -32,7 +32,7 @@ def test_starts_the_sidecar_uses_it_and_stops_it(webui, copied_extension, warnin
     port = free_port()
     webui.start("--latent-bridge-url", f"ws://127.0.0.1:{port}/ws")
     autostart = webui.module("autostart")
-    assert autostart.EXTENSION_DIR == copied_extension.resolve()
+    assert webui.module("location").EXTENSION_DIR == copied_extension.resolve()
     assert wait_for(lambda: autostart._process is not None, timeout=5)
     assert autostart.ensure_running(wait=30)
     process = autostart._process
@@ -79,6 +79,16 @@ def test_stopped_while_starting_is_no_failure(webui, extensions_dir, tmp_path, w
     waiting.join(timeout=5)
     assert not waiting.is_alive() and outcome == [False]
     assert not process.running()
+    assert warnings_log() == []
+
+
+def test_nothing_starts_after_stop(webui, copied_extension, warnings_log):
+    """stop() runs when the webui exits; a start still on its way then leaves no sidecar behind."""
+    webui.start("--latent-bridge-url", f"ws://127.0.0.1:{free_port()}/ws", "--latent-bridge-autostart", "off")
+    autostart = webui.module("autostart")
+    autostart.stop()
+    assert autostart.ensure_running(wait=1) is False
+    assert autostart._process is None
     assert warnings_log() == []
 
 

@@ -15,8 +15,10 @@ def build_settings_ui():
     script_callbacks.ui_settings_callback()
 
 def reload_ui(extensions_dir):
-    """webui.py:149-153: app_reload_callback, script_unloaded_callback, initialize_rest(reload_script_modules=True)."""
+    """webui.py:149-153: app_reload_callback, script_unloaded_callback, initialize_rest(reload_script_modules=True);
+    then the webui's loop builds the UI again, the Settings tab with it."""
     script_callbacks.app_reload_callback()
     script_callbacks.script_unloaded_callback()
     scripts.load_scripts(extensions_dir)
+    build_settings_ui()
 

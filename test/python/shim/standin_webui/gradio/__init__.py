@@ -25,3 +25,7 @@ class Checkbox(_Component):
 
 class Slider(_Component):
     pass
+
+
+class HTML(_Component):
+    pass

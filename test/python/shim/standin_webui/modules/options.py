@@ -1,4 +1,6 @@
-"""modules/options.py (§4): OptionInfo, options_section and Options as the webui has them."""
+"""modules/options.py (§4): OptionInfo, OptionHTML, options_section and Options as the webui has them."""
+
+import gradio as gr
 
 
 class OptionInfo:
@@ -17,8 +19,16 @@ class OptionInfo:
         self.infotext = infotext
         self.restrict_api = restrict_api
 
+    def link(self, label, url):
+        self.comment_before += f"[<a href='{url}' target='_blank'>{label}</a>]"
+        return self
+
     def info(self, info):
         self.comment_after += f"<span class='info'>({info})</span>"
+        return self
+
+    def html(self, html):
+        self.comment_after += html
         return self
 
     def needs_reload_ui(self):
@@ -28,6 +38,14 @@ class OptionInfo:
     def needs_restart(self):
         self.comment_after += " <span class='info'>(requires restart)</span>"
         return self
+
+
+class OptionHTML(OptionInfo):
+    """A line of HTML in the Settings tab (its text is the default), never saved."""
+
+    def __init__(self, text):
+        super().__init__(str(text).strip(), label="", component=lambda **kwargs: gr.HTML(elem_classes="settings-info", **kwargs))
+        self.do_not_save = True
 
 
 def options_section(section_identifier, options_dict):

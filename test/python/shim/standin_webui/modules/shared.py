@@ -7,6 +7,7 @@ from modules import options, shared_options
 cmd_opts = argparse.Namespace()
 
 OptionInfo = options.OptionInfo
+OptionHTML = options.OptionHTML
 options_section = options.options_section
 
 opts = options.Options(shared_options.options_templates, shared_options.restricted_opts)
