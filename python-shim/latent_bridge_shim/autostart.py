@@ -138,7 +138,9 @@ def _command(host, port, token):
     if node is None:
         notices.warn_once("autostart", f"Node.js {location.NODE_MAJOR} or newer was not found (https://nodejs.org); the sidecar cannot be started")
         return None
-    command = [node.path, entry, "serve", "--host", host, "--port", str(port)]
+    # --exit-with-parent: should the webui die without running its exit handlers, the sidecar
+    # stops too instead of holding the port for the next start.
+    command = [node.path, entry, "serve", "--host", host, "--port", str(port), "--exit-with-parent"]
     return command + [str(arg) for arg in recorded.get("serve_args", [])]
 
 

@@ -102,6 +102,8 @@ def test_the_token_goes_through_the_environment_not_the_command_line(webui, copi
     command_line = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     assert not any(b"s3cret-t0ken" in part for part in command_line), command_line
+    # Should the webui die without its exit handlers, the sidecar stops too (test/serve-lifecycle.test.ts).
+    assert b"--exit-with-parent" in command_line
     assert b"LATENT_BRIDGE_TOKEN=s3cret-t0ken" in environment
     # The sidecar took the token: without it, it refuses.
     assert autostart._healthy("127.0.0.1", port, "s3cret-t0ken")
