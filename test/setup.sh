@@ -9,5 +9,4 @@ if [ "$(id -u)" -eq 0 ]; then apt=(apt-get); else apt=(sudo apt-get); fi
 "${apt[@]}" install -y -qq --no-install-recommends \
   python3 python3-torch python3-numpy python3-pytest python3-msgpack python3-websocket \
   chromium >/dev/null
-export ONNXRUNTIME_NODE_INSTALL=skip
 npm ci --no-audit --no-fund
