@@ -15,7 +15,7 @@ const STALL_TARGET_MS = 100;
 const HEARTBEAT_MS = 1000;
 /** A vanished peer must be gone within this many heartbeats (2 to 2.5 by design). */
 const DROP_TARGET_RATIO = 2.5;
-const SOAK_GROWTH_TARGET_MIB = 16;
+const SOAK_GROWTH_TARGET_MIB = 24;
 
 async function serve(args: string[]): Promise<ServeProcess> {
   return spawnServe(['--port', '0', '--offline', '--device', 'cpu', ...args], isolatedEnv());

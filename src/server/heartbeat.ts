@@ -14,11 +14,11 @@ interface PeerState {
   backlog: number;
 }
 
-export interface HeartbeatOptions {
+export interface HeartbeatOptions<Peer extends HeartbeatPeer> {
   /** A peer silent this long is pinged; one that stays silent as long again is given up. */
   readonly intervalMs: number;
   /** Called once for a peer that did not answer, with how long it has been silent; the caller closes it. */
-  readonly onSilent: (peer: HeartbeatPeer, silentMs: number) => void;
+  readonly onSilent: (peer: Peer, silentMs: number) => void;
 }
 
 /** Checks per interval: a silent peer is dropped between 2 and 2.5 intervals after its last sign of life. */
@@ -36,14 +36,14 @@ const CHECKS_PER_INTERVAL = 4;
  * the event loop was held up and could not read the answers), the clocks move on by the delay,
  * so no peer is dropped for a silence that was ours.
  */
-export class Heartbeat {
-  readonly #options: HeartbeatOptions;
-  readonly #peers = new Map<HeartbeatPeer, PeerState>();
+export class Heartbeat<Peer extends HeartbeatPeer> {
+  readonly #options: HeartbeatOptions<Peer>;
+  readonly #peers = new Map<Peer, PeerState>();
   readonly #checkMs: number;
   #timer: NodeJS.Timeout | undefined;
   #lastCheck = 0;
 
-  constructor(options: HeartbeatOptions) {
+  constructor(options: HeartbeatOptions<Peer>) {
     this.#options = options;
     this.#checkMs = Math.max(1, Math.floor(options.intervalMs / CHECKS_PER_INTERVAL));
   }
@@ -58,16 +58,16 @@ export class Heartbeat {
     clearInterval(this.#timer);
   }
 
-  add(peer: HeartbeatPeer): void {
+  add(peer: Peer): void {
     this.#peers.set(peer, { lastSign: performance.now(), pingedAt: undefined, backlog: peer.bufferedAmount });
   }
 
-  remove(peer: HeartbeatPeer): void {
+  remove(peer: Peer): void {
     this.#peers.delete(peer);
   }
 
   /** The peer sent something: a frame, a ping or a pong. */
-  heard(peer: HeartbeatPeer): void {
+  heard(peer: Peer): void {
     const state = this.#peers.get(peer);
     if (state !== undefined) state.lastSign = performance.now();
   }

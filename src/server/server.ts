@@ -6,7 +6,7 @@ import { BridgeError } from '../errors.ts';
 import { PROTOCOL_VERSION } from '../protocol/messages.ts';
 import { AccessPolicy, isLoopbackHost } from './access.ts';
 import { ClientSession, type SessionContext } from './client-session.ts';
-import { Heartbeat, type HeartbeatPeer } from './heartbeat.ts';
+import { Heartbeat } from './heartbeat.ts';
 import { createHttpHandler } from './http-routes.ts';
 import { HTTP_TIMEOUTS, PlainHttpSockets } from './http-sockets.ts';
 import { Metrics } from './metrics.ts';
@@ -62,10 +62,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const sessions = new Map<WebSocket, ClientSession>();
   let nextSessionId = 1;
 
-  const heartbeat = new Heartbeat({
+  const heartbeat = new Heartbeat<WebSocket>({
     intervalMs: limits.heartbeatMs,
-    onSilent: (peer: HeartbeatPeer, silentMs: number) => {
-      const ws = peer as WebSocket;
+    onSilent: (ws, silentMs) => {
       metrics.droppedPeer();
       log(`dropped ${sessions.get(ws)?.label ?? 'a connection'}: no sign of life for ${(silentMs / 1000).toFixed(1)} s, not even an answer to a ping`);
       ws.terminate();
