@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { hardeningBench } from './hardening.ts';
 import { networksBench } from './networks.ts';
 import { shimBench } from './shim.ts';
 import { transportBench } from './transport.ts';
@@ -7,12 +8,13 @@ import type { BenchGroup, BenchResult } from './types.ts';
 /**
  * `npm run bench [-- --json] [-- --rounds N] [-- --only NAME]`: every speed target of the project,
  * each measured side by side with its baseline in this one run. Prints a table; with --json the
- * last line is `{"cases":[{"name","ms","baseline_ms","ratio",...}]}`.
+ * last line is `{"cases":[{"name","ms","baseline_ms","ratio",...}]}` (`unit` says when ms is not milliseconds).
  */
 const GROUPS: Readonly<Record<string, BenchGroup>> = {
   networks: networksBench,
   transport: transportBench,
   shim: shimBench,
+  hardening: hardeningBench,
 };
 
 const { values } = parseArgs({
@@ -31,8 +33,9 @@ for (const name of selected) {
 
 const table = results.map((r) => ({
   case: r.name,
-  ms: r.ms.toFixed(3),
-  'baseline ms': r.baseline_ms.toFixed(3),
+  value: r.ms.toFixed(3),
+  baseline: r.baseline_ms.toFixed(3),
+  unit: r.unit ?? 'ms',
   ratio: r.ratio.toFixed(3),
   target: r.target,
   met: r.ok ? 'yes' : 'NO',

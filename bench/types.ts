@@ -11,6 +11,8 @@ export interface BenchResult {
   readonly target: string;
   /** Whether the target is met. */
   readonly ok: boolean;
+  /** What `ms` and `baseline_ms` hold when it is not milliseconds, e.g. "MiB". */
+  readonly unit?: string;
 }
 
 export interface BenchOptions {

@@ -10,14 +10,22 @@ import { createModelStore, envName, integerOption, readDevice, readWorkLimits, s
 import type { Command } from './command.ts';
 import { parentExited } from './parent-watch.ts';
 
-const MIB = 1024 * 1024;
+const KIB = 1024;
+const MIB = 1024 * KIB;
 
 /** Numeric limits settable by flag (`--max-queue 8`) or environment (`LATENT_BRIDGE_MAX_QUEUE=8`). */
 const LIMIT_FLAGS = {
   'max-payload-mb': { limit: 'maxPayload', unit: MIB, help: 'largest WebSocket message, MiB' },
+  'max-frame-items': { limit: 'maxFrameItems', unit: 1, help: 'values (keys, values, array items) in one message' },
+  'max-frame-depth': { limit: 'maxFrameDepth', unit: 1, help: 'maps and arrays nested in one message' },
+  'max-frame-strings-kb': { limit: 'maxFrameStringBytes', unit: KIB, help: 'bytes of all strings in one message, KiB' },
+  'max-requests-per-client': { limit: 'maxRequestsPerClient', unit: 1, help: 'requests of any kind one connection may have in flight' },
   'max-jobs-per-client': { limit: 'maxJobsPerClient', unit: 1, help: 'inference requests one connection may have in flight' },
   'max-queue': { limit: 'maxQueue', unit: 1, help: 'inference requests waiting across all connections' },
   'max-connections': { limit: 'maxConnections', unit: 1, help: 'open WebSocket connections' },
+  'max-http-connections': { limit: 'maxHttpConnections', unit: 1, help: 'open plain HTTP connections; a new one closes the longest idle' },
+  'max-preview-mb': { limit: 'maxPreviewBytes', unit: MIB, help: 'preview images kept for viewers, MiB' },
+  'heartbeat-ms': { limit: 'heartbeatMs', unit: 1, help: 'ping a peer silent this long; drop it if silent as long again' },
   concurrency: { limit: 'concurrency', unit: 1, help: 'inference requests run at once' },
 } as const satisfies Record<string, { limit: keyof ServerLimits; unit: number; help: string }>;
 
@@ -42,7 +50,7 @@ environment variable named after it.
                       extension use it, so no orphan keeps the port)
 ${WORK_LIMIT_USAGE}
 ${Object.entries(LIMIT_FLAGS)
-  .map(([flag, { limit, unit, help }]) => `  --${flag.padEnd(20)}${help} (default ${DEFAULT_LIMITS[limit as keyof ServerLimits] as number / unit})`)
+  .map(([flag, { limit, unit, help }]) => `  --${flag.padEnd(24)}${help} (default ${DEFAULT_LIMITS[limit as keyof ServerLimits] as number / unit})`)
   .join('\n')}
 
 The first line printed is "listening on http://HOST:PORT" (with the real port when --port 0).

@@ -1,5 +1,6 @@
 import { Packr, Unpackr } from 'msgpackr';
 import { BridgeError } from '../errors.ts';
+import { checkFrameStructure, DEFAULT_FRAME_BOUNDS, type FrameBounds } from './frame-structure.ts';
 
 // Records (msgpackr's extension 0x72) are unreadable by other msgpack libraries, so they are
 // off both ways. 64-bit integers decode as numbers; ids beyond 2^53 then fail validation.
@@ -11,8 +12,12 @@ export function encodeMessage(message: object): Buffer {
   return packr.pack(message);
 }
 
-/** Decodes one frame; anything that is not valid msgpack is a `bad_request`. */
-export function decodeMessage(frame: Uint8Array): unknown {
+/**
+ * Decodes one frame; anything that is not valid msgpack is a `bad_request`, and a frame holding
+ * more than `bounds` allows is `too_large` before any of it is decoded.
+ */
+export function decodeMessage(frame: Uint8Array, bounds: FrameBounds = DEFAULT_FRAME_BOUNDS): unknown {
+  checkFrameStructure(frame, bounds);
   try {
     return unpackr.unpack(frame);
   } catch (error) {

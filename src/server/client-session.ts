@@ -3,7 +3,9 @@ import { BridgeError, errorCode } from '../errors.ts';
 import { decodeMessage, encodeMessage } from '../protocol/codec.ts';
 import { OPS, parseRequest, peekRequestId, type ReplyBody, type Request, type RequestId } from '../protocol/messages.ts';
 import { planJob } from '../planner.ts';
+import { printable } from './log-text.ts';
 import type { Metrics } from './metrics.ts';
+import type { ModelListing } from './model-listing.ts';
 import { helloReply, runInference, type InferenceEngine, type ServerIdentity } from './operations.ts';
 import type { ServerLimits } from './options.ts';
 import type { PreviewDesk } from './preview-desk.ts';
@@ -15,7 +17,7 @@ export interface SessionContext {
   readonly limits: ServerLimits;
   readonly identity: ServerIdentity;
   readonly engine: InferenceEngine;
-  readonly listModels: () => Promise<readonly object[]>;
+  readonly models: ModelListing;
   readonly scheduler: FairScheduler;
   readonly hub: ViewerHub;
   readonly desk: PreviewDesk;
@@ -27,9 +29,13 @@ export interface SessionContext {
 export function publicLimits(limits: ServerLimits): object {
   return {
     max_payload: limits.maxPayload,
+    max_frame_items: limits.maxFrameItems,
+    max_frame_depth: limits.maxFrameDepth,
+    max_frame_string_bytes: limits.maxFrameStringBytes,
     max_elements: limits.maxElements,
     max_side: limits.maxSide,
     max_scale: limits.maxScale,
+    max_requests_per_client: limits.maxRequestsPerClient,
     max_jobs_per_client: limits.maxJobsPerClient,
   };
 }
@@ -43,12 +49,21 @@ function opLabel(message: unknown): string {
  * One WebSocket connection: decodes and validates each frame, answers it, and keeps the
  * connection open after a bad request. Replies it cannot deliver fast enough stop the
  * server from reading more of this client's requests, without holding up anyone else.
+ *
+ * What one connection can make the server hold is bounded before any work starts: requests
+ * in flight (of every op) by `maxRequestsPerClient`, unread replies by `maxClientBuffer`
+ * (a request that comes while more are waiting is answered `busy`, not run), and `watch`
+ * snapshots to one per connection.
  */
 export class ClientSession {
   readonly id: number;
   readonly #ws: WebSocket;
   readonly #ctx: SessionContext;
+  /** How viewers see this client: its `hello` name, or a stand-in. */
   #client: string;
+  #named = false;
+  #inFlight = 0;
+  #watching = false;
   #paused = false;
   #closed = false;
 
@@ -57,6 +72,11 @@ export class ClientSession {
     this.#ws = ws;
     this.#ctx = ctx;
     this.#client = `client #${id}`;
+  }
+
+  /** How the logs name this connection; the client's own name is escaped, so it cannot forge log lines. */
+  get label(): string {
+    return this.#named ? `connection #${this.id} (client ${printable(this.#client)})` : `connection #${this.id}`;
   }
 
   handleFrame(data: RawData, isBinary: boolean): void {
@@ -68,7 +88,7 @@ export class ClientSession {
     const frame = Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data;
     let message: unknown;
     try {
-      message = decodeMessage(frame);
+      message = decodeMessage(frame, this.#ctx.limits);
     } catch (error) {
       this.#fail(null, 'invalid', started, error);
       return;
@@ -82,6 +102,11 @@ export class ClientSession {
       return;
     }
     this.#ctx.metrics.request(op);
+    const refusal = this.#refusal();
+    if (refusal !== undefined) {
+      this.#fail(request.id, op, started, refusal);
+      return;
+    }
     this.#dispatch(request, started);
   }
 
@@ -96,24 +121,52 @@ export class ClientSession {
     this.#ctx.hub.finishOwner(this.id);
   }
 
+  /** Why a valid request is not taken now, if it is not: checked before any of its work starts. */
+  #refusal(): BridgeError | undefined {
+    const { maxClientBuffer, maxRequestsPerClient } = this.#ctx.limits;
+    const unread = this.#ws.bufferedAmount;
+    if (unread > maxClientBuffer) {
+      return new BridgeError('busy', `${unread} bytes of replies to this connection are still unread (limit ${maxClientBuffer}); read them before sending more`);
+    }
+    if (this.#inFlight >= maxRequestsPerClient) {
+      return new BridgeError(
+        'busy',
+        `this connection already has ${this.#inFlight} requests in flight (limit ${maxRequestsPerClient}, --max-requests-per-client); wait for a reply first`,
+      );
+    }
+    return undefined;
+  }
+
   #dispatch(request: Request, started: number): void {
     const { id, op } = request;
+    this.#inFlight++;
+    const succeed = (body: ReplyBody): void => {
+      this.#inFlight--;
+      this.#succeed(id, op, started, body);
+    };
+    const fail = (error: unknown): void => {
+      this.#inFlight--;
+      this.#fail(id, op, started, error);
+    };
     switch (request.op) {
       case 'hello':
-        if (request.client !== undefined) this.#client = request.client;
-        this.#succeed(id, op, started, helloReply(this.#ctx.identity, publicLimits(this.#ctx.limits)));
+        if (request.client !== undefined) {
+          this.#client = request.client;
+          this.#named = true;
+        }
+        succeed(helloReply(this.#ctx.identity, publicLimits(this.#ctx.limits)));
         return;
       case 'models':
-        this.#ctx.listModels().then(
-          (models) => this.#succeed(id, op, started, { models }),
-          (error: unknown) => this.#fail(id, op, started, error),
-        );
+        this.#ctx.models.get().then((models) => succeed({ models }), fail);
         return;
-      case 'watch': {
-        const jobs = this.#ctx.hub.watch(this.#ws);
-        this.#succeed(id, op, started, { jobs });
+      case 'watch':
+        if (this.#watching) {
+          fail(new BridgeError('bad_request', 'this connection already watches: the first watch reply held every job, and events follow it'));
+          return;
+        }
+        this.#watching = true;
+        succeed({ jobs: this.#ctx.hub.watch(this.#ws) });
         return;
-      }
       case 'preview': {
         const noreply = request.preview.noreply;
         this.#ctx.desk.submit({
@@ -122,8 +175,12 @@ export class ClientSession {
           input: request.input,
           preview: request.preview,
           settle: (outcome) => {
-            if (noreply) this.#ctx.metrics.latency(op, (performance.now() - started) / 1000);
-            else this.#succeed(id, op, started, outcome);
+            if (!noreply) {
+              succeed(outcome);
+              return;
+            }
+            this.#inFlight--;
+            this.#ctx.metrics.latency(op, (performance.now() - started) / 1000);
           },
         });
         return;
@@ -134,14 +191,9 @@ export class ClientSession {
         try {
           const plan = planJob(request.job, this.#ctx.limits);
           const { engine, scheduler } = this.#ctx;
-          scheduler
-            .submit(String(this.id), () => runInference(engine, request, plan), () => engine.prepare(plan))
-            .then(
-              (body) => this.#succeed(id, op, started, body),
-              (error: unknown) => this.#fail(id, op, started, error),
-            );
+          scheduler.submit(String(this.id), () => runInference(engine, request, plan), () => engine.prepare(plan)).then(succeed, fail);
         } catch (error) {
-          this.#fail(id, op, started, error);
+          fail(error);
         }
         return;
     }
@@ -155,7 +207,7 @@ export class ClientSession {
   #fail(id: RequestId | null, op: string, started: number, error: unknown): void {
     const code = errorCode(error);
     const message = error instanceof Error ? error.message : String(error);
-    if (code === 'internal' && !this.#closed) this.#ctx.log(`internal error in ${op} from ${this.#client}: ${error instanceof Error ? (error.stack ?? message) : message}`);
+    if (code === 'internal' && !this.#closed) this.#ctx.log(`internal error in ${op} from ${this.label}: ${error instanceof Error ? (error.stack ?? message) : message}`);
     this.#ctx.metrics.error(op, code);
     this.#send({ id, ok: false, error: { code, message } });
     this.#ctx.metrics.latency(op, (performance.now() - started) / 1000);
@@ -170,7 +222,9 @@ export class ClientSession {
         this.#ws.resume();
       }
     });
-    if (!this.#paused && this.#ws.bufferedAmount > limit) {
+    const unsent = this.#ws.bufferedAmount;
+    this.#ctx.metrics.replyBuffer(unsent);
+    if (!this.#paused && unsent > limit) {
       this.#paused = true;
       this.#ws.pause();
     }

@@ -1,13 +1,16 @@
 import { createServer, STATUS_CODES, type IncomingMessage } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { BridgeError } from '../errors.ts';
 import { PROTOCOL_VERSION } from '../protocol/messages.ts';
 import { AccessPolicy, isLoopbackHost } from './access.ts';
 import { ClientSession, type SessionContext } from './client-session.ts';
+import { Heartbeat } from './heartbeat.ts';
 import { createHttpHandler } from './http-routes.ts';
+import { HTTP_TIMEOUTS, PlainHttpSockets } from './http-sockets.ts';
 import { Metrics } from './metrics.ts';
+import { ModelListing } from './model-listing.ts';
 import type { ServerOptions } from './options.ts';
 import { PreviewDesk } from './preview-desk.ts';
 import { requestTarget } from './request-target.ts';
@@ -48,15 +51,37 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const log = options.log ?? ((line: string) => console.error(line));
   const metrics = new Metrics();
   const scheduler = new FairScheduler({ concurrency: limits.concurrency, maxPerClient: limits.maxJobsPerClient, maxQueued: limits.maxQueue });
-  const hub = new ViewerHub({ maxJobs: limits.maxPreviewJobs, idleMs: options.previewIdleMs ?? 30_000, maxViewerBuffer: limits.maxViewerBuffer }, metrics);
+  const hub = new ViewerHub(
+    { maxJobs: limits.maxPreviewJobs, maxBytes: limits.maxPreviewBytes, idleMs: options.previewIdleMs ?? 30_000, maxViewerBuffer: limits.maxViewerBuffer },
+    metrics,
+  );
   const desk = new PreviewDesk(hub, metrics);
   const access = new AccessPolicy({ token: options.token });
-  const context: SessionContext = { limits, identity: options.identity, engine: options.engine, listModels: options.listModels, scheduler, hub, desk, metrics, log };
+  const models = new ModelListing(options.listModels);
+  const context: SessionContext = { limits, identity: options.identity, engine: options.engine, models, scheduler, hub, desk, metrics, log };
   const sessions = new Map<WebSocket, ClientSession>();
   let nextSessionId = 1;
 
-  const wss = new WebSocketServer({ noServer: true, maxPayload: limits.maxPayload, perMessageDeflate: false, clientTracking: false });
+  const heartbeat = new Heartbeat<WebSocket>({
+    intervalMs: limits.heartbeatMs,
+    onSilent: (ws, silentMs) => {
+      metrics.droppedPeer();
+      log(`dropped ${sessions.get(ws)?.label ?? 'a connection'}: no sign of life for ${(silentMs / 1000).toFixed(1)} s, not even an answer to a ping`);
+      ws.terminate();
+    },
+  });
+  // The protocol uses no subprotocol (docs/protocol.md §1): never echo one a client offers.
+  const wss = new WebSocketServer({ noServer: true, maxPayload: limits.maxPayload, perMessageDeflate: false, clientTracking: false, handleProtocols: () => false });
   const http = createServer(
+    {
+      headersTimeout: HTTP_TIMEOUTS.headersTimeout,
+      requestTimeout: HTTP_TIMEOUTS.requestTimeout,
+      keepAliveTimeout: HTTP_TIMEOUTS.keepAliveTimeout,
+      connectionsCheckingInterval: HTTP_TIMEOUTS.connectionsCheckingInterval,
+      // TCP keepalive also finds dead peers where the WebSocket heartbeat cannot (plain HTTP).
+      keepAlive: true,
+      keepAliveInitialDelay: limits.heartbeatMs,
+    },
     createHttpHandler(access, {
       health: () => ({
         ok: true,
@@ -72,15 +97,22 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       metrics: () =>
         metrics.render({
           connections: () => sessions.size,
+          httpConnections: () => plainSockets.size,
           viewers: () => hub.viewerCount,
           queued: () => scheduler.queued,
           running: () => scheduler.running,
           jobs: () => hub.jobCount,
+          previewBytes: () => hub.keptBytes,
+          unsentBytes: () => [...sessions.keys()].reduce((sum, ws) => sum + ws.bufferedAmount, 0),
         }),
     }),
   );
+  http.timeout = HTTP_TIMEOUTS.idleTimeout;
+  const plainSockets = new PlainHttpSockets(limits.maxHttpConnections, () => metrics.closedIdleHttp());
+  plainSockets.attach(http);
 
   http.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    plainSockets.upgraded(socket as Socket);
     socket.on('error', () => socket.destroy());
     const url = requestTarget(request);
     const refuse = (status: number, message: string): void => {
@@ -94,9 +126,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     wss.handleUpgrade(request, socket, head, (ws) => {
       const session = new ClientSession(nextSessionId++, ws, context);
       sessions.set(ws, session);
-      ws.on('message', (data, isBinary) => session.handleFrame(data, isBinary));
+      heartbeat.add(ws);
+      ws.on('message', (data, isBinary) => {
+        heartbeat.heard(ws);
+        session.handleFrame(data, isBinary);
+      });
+      ws.on('pong', () => heartbeat.heard(ws));
+      ws.on('ping', () => heartbeat.heard(ws));
       ws.on('error', () => ws.terminate());
       ws.on('close', () => {
+        heartbeat.remove(ws);
         sessions.delete(ws);
         session.close();
       });
@@ -105,6 +144,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   const sweeper = setInterval(() => hub.sweep(), SWEEP_INTERVAL_MS);
   sweeper.unref();
+  heartbeat.start();
 
   await new Promise<void>((resolve, reject) => {
     http.once('error', reject);
@@ -118,6 +158,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   let closing: Promise<void> | undefined;
   const close = async (): Promise<void> => {
     clearInterval(sweeper);
+    heartbeat.stop();
     const stopped = new Promise<void>((resolve) => http.close(() => resolve()));
     http.closeIdleConnections();
     await scheduler.drain(new BridgeError('busy', 'the server is shutting down'));
@@ -128,6 +169,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     }, 2_000);
     await stopped;
     clearTimeout(deadline);
+    metrics.stop();
   };
 
   return {

@@ -41,6 +41,8 @@ export interface ViewerSocket {
 export interface ViewerHubOptions {
   /** Jobs kept (running and finished); the oldest finished job goes first. */
   readonly maxJobs: number;
+  /** Bytes of images kept, over all jobs; the oldest finished job goes first. */
+  readonly maxBytes: number;
   /** A running job with no preview for this long is shown as finished (its client stalled). */
   readonly idleMs: number;
   /** Bytes a viewer may have unsent before it is skipped; it gets the latest image once it catches up. */
@@ -59,12 +61,17 @@ interface Viewer {
   readonly stale: Set<string>;
 }
 
-/** Keeps the latest preview of each job and pushes every new one to the browsers watching. */
+/**
+ * Keeps the latest preview of each job and pushes every new one to the browsers watching.
+ * What it keeps is bounded in jobs and in image bytes, which also bounds a `watch` snapshot.
+ */
 export class ViewerHub {
   readonly #options: ViewerHubOptions;
   readonly #metrics: Metrics;
   readonly #jobs = new Map<string, JobRecord>();
   readonly #viewers = new Set<Viewer>();
+  /** Image bytes of the kept jobs. */
+  #bytes = 0;
 
   constructor(options: ViewerHubOptions, metrics: Metrics) {
     this.#options = options;
@@ -79,9 +86,13 @@ export class ViewerHub {
     return this.#jobs.size;
   }
 
-  /** Adds a viewer and returns every job's latest state and image for its `watch` reply. */
+  get keptBytes(): number {
+    return this.#bytes;
+  }
+
+  /** Adds a viewer (once per socket: the session sees to it) and returns every job's latest state and image for its `watch` reply. */
   watch(socket: ViewerSocket): { job: JobInfo; image: RgbImage }[] {
-    if (![...this.#viewers].some((v) => v.socket === socket)) this.#viewers.add({ socket, stale: new Set() });
+    this.#viewers.add({ socket, stale: new Set() });
     return [...this.#jobs.values()].map((record) => ({ job: record.info, image: record.image }));
   }
 
@@ -104,14 +115,17 @@ export class ViewerHub {
       state: finished ? 'finished' : 'running',
       updated: Date.now(),
     };
-    const existing = this.#jobs.get(key);
-    if (existing === undefined) {
-      this.#makeRoom();
-      this.#jobs.set(key, { owner: preview.owner, info, image: preview.image });
-    } else {
-      existing.info = info;
-      existing.image = preview.image;
+    const size = preview.image.data.byteLength;
+    if (size > this.#options.maxBytes) {
+      // Bigger than everything the hub may keep: nobody sees it, rather than everything else going.
+      this.#metrics.preview('not_kept');
+      return;
     }
+    const existing = this.#jobs.get(key);
+    if (existing !== undefined) this.#forget(existing);
+    this.#makeRoom(size);
+    this.#jobs.set(key, { owner: preview.owner, info, image: preview.image });
+    this.#bytes += size;
     this.#broadcast(key, encodeMessage({ event: 'preview', job: info, image: preview.image }));
   }
 
@@ -135,13 +149,19 @@ export class ViewerHub {
     this.#broadcast(record.info.key, encodeMessage({ event: 'job', job: record.info }));
   }
 
-  #makeRoom(): void {
-    while (this.#jobs.size >= this.#options.maxJobs) {
+  #forget(record: JobRecord): void {
+    this.#jobs.delete(record.info.key);
+    this.#bytes -= record.image.data.byteLength;
+  }
+
+  /** Drops jobs, oldest finished first, until one more job of `size` image bytes fits. */
+  #makeRoom(size: number): void {
+    while (this.#jobs.size >= this.#options.maxJobs || this.#bytes + size > this.#options.maxBytes) {
       const records = [...this.#jobs.values()];
       const finished = records.filter((r) => r.info.state === 'finished');
       const pool = finished.length > 0 ? finished : records;
       const oldest = pool.reduce((a, b) => (b.info.updated < a.info.updated ? b : a));
-      this.#jobs.delete(oldest.info.key);
+      this.#forget(oldest);
       this.#broadcast(oldest.info.key, encodeMessage({ event: 'remove', key: oldest.info.key }));
     }
   }

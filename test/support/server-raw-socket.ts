@@ -8,27 +8,31 @@ import { unpackr } from './server-harness.ts';
  */
 export class RawWebSocket {
   readonly socket: net.Socket;
+  /** The server's handshake response: status line and headers. */
+  readonly handshake: string;
   readonly messages: Record<string, any>[] = [];
   readonly closed: Promise<void>;
   #buffer = Buffer.alloc(0);
   #waiters: (() => void)[] = [];
 
-  private constructor(socket: net.Socket, rest: Buffer) {
+  private constructor(socket: net.Socket, handshake: string, rest: Buffer) {
     this.socket = socket;
+    this.handshake = handshake;
     this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
     socket.on('data', (chunk: Buffer) => this.#receive(chunk));
     socket.on('error', () => {});
     if (rest.length > 0) this.#receive(rest);
   }
 
-  static connect(port: number, path = '/ws'): Promise<RawWebSocket> {
+  /** Opens a WebSocket; `headers` are extra request header lines, each ending in CRLF. */
+  static connect(port: number, path = '/ws', headers = ''): Promise<RawWebSocket> {
     return new Promise((resolve, reject) => {
       const socket = net.connect(port, '127.0.0.1');
       socket.once('error', reject);
       socket.once('connect', () => {
         socket.write(
           `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-            `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+            `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n${headers}\r\n`,
         );
       });
       let head = Buffer.alloc(0);
@@ -38,8 +42,9 @@ export class RawWebSocket {
         if (end < 0) return;
         socket.off('data', onData);
         socket.off('error', reject);
-        if (!head.subarray(0, end).toString().startsWith('HTTP/1.1 101')) reject(new Error(head.subarray(0, end).toString()));
-        else resolve(new RawWebSocket(socket, head.subarray(end + 4)));
+        const handshake = head.subarray(0, end).toString();
+        if (!handshake.startsWith('HTTP/1.1 101')) reject(new Error(handshake));
+        else resolve(new RawWebSocket(socket, handshake, head.subarray(end + 4)));
       };
       socket.on('data', onData);
     });
