@@ -64,7 +64,7 @@ export class SoakCases {
     switch (n % 8) {
       case 0:
       case 7:
-        return { request: { op: 'hello', protocol: PROTOCOL_VERSION, client: `soak-${client}` }, check: (r) => (r.ok && r.protocol === 1 ? undefined : `hello: ${JSON.stringify(r)}`) };
+        return { request: { op: 'hello', protocol: PROTOCOL_VERSION, client: `soak-${client}` }, check: (r) => (r.ok && r.protocol === PROTOCOL_VERSION ? undefined : `hello: ${JSON.stringify(r)}`) };
       case 1:
         return { request: { op: 'models' }, check: (r) => (r.ok && r.models.length > 10 ? undefined : `models: ${JSON.stringify(r).slice(0, 200)}`) };
       case 2:
