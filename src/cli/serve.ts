@@ -7,6 +7,7 @@ import { DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_PORT, type ServerLimits } from '.
 import { startServer } from '../server/server.ts';
 import { createModelStore, integerOption, readDevice, readWorkLimits, setting, WORK_LIMIT_OPTIONS, WORK_LIMIT_USAGE } from './engine-setup.ts';
 import type { Command } from './main.ts';
+import { onStopSignal, type StopSignal } from './stop-signal.ts';
 
 const MIB = 1024 * 1024;
 
@@ -35,6 +36,7 @@ environment variable named after it.
   --device D          ${DEVICE_CHOICES.join('|')} (default auto: CUDA when installed, else CPU; LATENT_BRIDGE_DEVICE)
   --threads N         CPU threads per network run (default 2; LATENT_BRIDGE_THREADS)
   --models DIR        also look for weight files in DIR (repeatable; LATENT_BRIDGE_MODELS too)
+  --comfyui DIR       also use the weight files of the ComfyUI install in DIR (LATENT_BRIDGE_COMFYUI too)
   --offline           never download (HF_HUB_OFFLINE=1 does the same)
 ${WORK_LIMIT_USAGE}
 ${Object.entries(LIMIT_FLAGS)
@@ -42,7 +44,8 @@ ${Object.entries(LIMIT_FLAGS)
   .join('\n')}
 
 The first line printed is "listening on http://HOST:PORT" (with the real port when --port 0).
-SIGINT or SIGTERM stops it: queued requests are answered busy, running ones finish.`;
+SIGINT or SIGTERM stops it: queued requests are answered busy, running ones finish, downloads in
+flight are cancelled (their partial files are kept, and the next download resumes them).`;
 
 function readPackageVersion(): string {
   const text = readFileSync(new URL('../../package.json', import.meta.url), 'utf8');
@@ -59,19 +62,6 @@ function readLimits(values: Record<string, unknown>): ServerLimits {
   return limits as unknown as ServerLimits;
 }
 
-/** Resolves on the first SIGINT or SIGTERM. */
-function shutdownSignal(): Promise<string> {
-  return new Promise((resolve) => {
-    const stop = (signal: string): void => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      resolve(signal);
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
-}
-
 export const command: Command = {
   summary: 'run the sidecar server (WebSocket protocol, live preview viewer, health and metrics)',
   usage,
@@ -85,6 +75,7 @@ export const command: Command = {
         device: { type: 'string' },
         threads: { type: 'string' },
         models: { type: 'string', multiple: true },
+        comfyui: { type: 'string' },
         offline: { type: 'boolean' },
         ...WORK_LIMIT_OPTIONS,
         ...(Object.fromEntries(Object.keys(LIMIT_FLAGS).map((flag) => [flag, { type: 'string' }])) as Record<LimitFlag, { type: 'string' }>),
@@ -115,9 +106,9 @@ export const command: Command = {
     console.log(`listening on ${server.url}`);
     console.log(`device: ${runtime.device}${runtime.note ? ` (${runtime.note})` : ''}`);
     console.log(`viewer: ${server.url}/${token ? '?token=<your token>' : ''}`);
-    const signal = await shutdownSignal();
+    const signal = await new Promise<StopSignal>((resolve) => onStopSignal(resolve));
     console.log(`${signal}: shutting down`);
-    await server.close();
+    await Promise.all([server.close(), store.close()]);
     return 0;
   },
 };
