@@ -65,7 +65,7 @@ function networkFailure(error: Error, context: FailureContext): string | undefin
   }
   if (error instanceof TypeError && (error.message === 'fetch failed' || error.message === 'terminated')) {
     const detail = cause instanceof Error ? cause.message : String(cause ?? error.message);
-    return `cannot download from ${context.hubUrl}: ${detail}`;
+    return `cannot reach ${context.hubUrl}: ${detail}`;
   }
   return undefined;
 }
