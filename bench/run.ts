@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { modelStoreBench } from './model-store.ts';
 import { networksBench } from './networks.ts';
 import { shimBench } from './shim.ts';
 import { transportBench } from './transport.ts';
@@ -13,6 +14,7 @@ const GROUPS: Readonly<Record<string, BenchGroup>> = {
   networks: networksBench,
   transport: transportBench,
   shim: shimBench,
+  'model-store': modelStoreBench,
 };
 
 const { values } = parseArgs({
