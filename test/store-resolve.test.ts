@@ -228,7 +228,8 @@ describe('files users already have under the names other tools use', () => {
 
   it('takes the first .safetensors file in sorted order whose name starts with the prefix, as ComfyUI does', async () => {
     await mkdir(path.join(vaeApprox, 'taesd_decoder.0.safetensors'));
-    for (const name of ['taesd_decoder_fp16.safetensors', 'taesd_decoder.pth', 'taesd_decoder.c.safetensors', 'taesd_decoder.b.safetensors', 'taesdxl_decoder.safetensors']) {
+    // Written out of order: the folder's own order must not decide.
+    for (const name of ['taesd_decoder.c.safetensors', 'taesd_decoder.b.safetensors', 'taesd_decoder_fp16.safetensors', 'taesd_decoder.a.pth', 'taesdxl_decoder.safetensors']) {
       await writeFile(path.join(vaeApprox, name), UPSCALER);
     }
     const chosen = path.join(vaeApprox, 'taesd_decoder.b.safetensors');

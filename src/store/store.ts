@@ -319,7 +319,8 @@ export class ModelStore implements ModelSource {
         await transferBlob(spec, file, access, this.#cache, progress);
         return received;
       } catch (error) {
-        if (access.signal.aborted || attempt >= this.options.downloadAttempts || !isTransient(error)) throw error;
+        // A cancelled try fails with an AbortError, which is no reason to try again.
+        if (attempt >= this.options.downloadAttempts || !isTransient(error)) throw error;
         this.options.logger(`${spec.name}: the transfer broke off (${error instanceof Error ? error.message : String(error)}); resuming, try ${attempt + 1} of ${this.options.downloadAttempts}`);
       }
     }
