@@ -269,8 +269,10 @@ describe('files users already have under the names other tools use', () => {
 describe('listing models', () => {
   let work: string;
   let models: string;
-  const [interposer, realUpscaler] = specsNamed(['interposer-v1-to-v3', 'upscaler-v1-x1.25']);
+  const [realInterposer, realUpscaler] = specsNamed(['interposer-v1-to-v3', 'upscaler-v1-x1.25']);
+  // Both pinned, so that verifying them offline records them.
   const upscaler = pinnedTo(realUpscaler, UPSCALER);
+  const interposer = pinnedTo(realInterposer, V1_TO_V3);
 
   beforeEach(async () => {
     work = await mkdtemp(path.join(os.tmpdir(), 'store-list-'));
@@ -301,10 +303,15 @@ describe('listing models', () => {
     expect(await statusOf(models1.list(), upscaler.name)).toMatchObject({ present: false });
     const file = path.join(models, upscaler.fileName);
     await writeFile(file, UPSCALER);
+    await writeFile(path.join(models, interposer.fileName), V1_TO_V3);
     expect(await statusOf(models1.list(), upscaler.name)).toMatchObject({ present: true, verified: false, path: file });
 
+    // Another store (another process, say) verifies one file, then the other: each record it writes shows.
     expect((await store().verify([upscaler]))[0].outcome).toBe('verified');
     expect(await statusOf(models1.list(), upscaler.name)).toMatchObject({ present: true, verified: true });
+    expect(await statusOf(models1.list(), interposer.name)).toMatchObject({ present: true, verified: false });
+    expect((await store().verify([interposer]))[0].outcome).toBe('verified');
+    expect(await statusOf(models1.list(), interposer.name)).toMatchObject({ present: true, verified: true });
 
     await writeFile(file, V1_TO_V3);
     expect(await statusOf(models1.list(), upscaler.name)).toMatchObject({ present: true, verified: false, size: V1_TO_V3.length });

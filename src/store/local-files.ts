@@ -17,7 +17,11 @@ export interface LocalFile {
 export class FolderNames {
   readonly #names = new Map<string, Promise<readonly string[]>>();
 
-  /** In character order, as ComfyUI's sorted listing has them (the two differ only beyond the Basic Multilingual Plane); empty when the folder is missing. */
+  /**
+   * In character order, as ComfyUI's `sorted()` listing has them (the two differ only beyond the
+   * Basic Multilingual Plane); libuv sorts on Unix already, but not on Windows, where NTFS lists
+   * names case-insensitively. Empty when the folder is missing.
+   */
   of(dir: string): Promise<readonly string[]> {
     let names = this.#names.get(dir);
     if (names === undefined) {
