@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { hardeningBench } from './hardening.ts';
+import { modelStoreBench } from './model-store.ts';
 import { networksBench } from './networks.ts';
 import { shimBench } from './shim.ts';
 import { transportBench } from './transport.ts';
@@ -15,6 +16,7 @@ const GROUPS: Readonly<Record<string, BenchGroup>> = {
   transport: transportBench,
   shim: shimBench,
   hardening: hardeningBench,
+  'model-store': modelStoreBench,
 };
 
 const { values } = parseArgs({

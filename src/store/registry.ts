@@ -9,10 +9,17 @@ export interface WeightSource {
   /** Base name of the file, as other tools store it in a flat folder. */
   readonly fileName: string;
   /**
-   * sha256 other projects pin for the file, when known. Only used to recognise the same bytes in
-   * another snapshot of the Hugging Face cache (downloads are checked against what the hub reports).
+   * sha256 other projects pin for the file, when known. A download must match it (whatever the hub
+   * or a mirror reports), and the same bytes are recognised in another snapshot of the Hugging Face
+   * cache. Without a pin, the first verified download is trusted and later ones are held to it.
    */
   readonly sha256?: string;
+  /**
+   * Names other tools give the file: in each searched folder, when the file is not there under
+   * `fileName`, the first name in sorted order that starts with one of these prefixes and ends in
+   * `.safetensors` is taken, the way ComfyUI picks its `models/vae_approx/` files.
+   */
+  readonly localPrefixes?: readonly string[];
 }
 
 /** A network of the catalogue together with where its weights come from: what the store handles. */
