@@ -4,7 +4,7 @@ import path from 'node:path';
 import ort from 'onnxruntime-node';
 import { BridgeError } from './errors.ts';
 import { GraphBuilder } from './onnx/graph.ts';
-import { INPUT_NAME, OUTPUT_NAME, type NetworkGraph } from './networks/network.ts';
+import { INPUT_NAME, OUTPUT_NAME, type NetworkGraph } from './networks/network-graph.ts';
 import { scaledSize, tensor4, type Tensor4 } from './tensor.ts';
 
 /** `auto` picks CUDA when its provider is installed and works, else the CPU. */

@@ -1,4 +1,4 @@
-import type { NetworkGraph } from './networks/network.ts';
+import type { NetworkGraph } from './networks/network-graph.ts';
 import type { Tensor4 } from './tensor.ts';
 
 /**
