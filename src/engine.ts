@@ -1,8 +1,9 @@
-import type { NetworkEntry } from './catalogue.ts';
+import { previewDecoderFor, type NetworkEntry } from './catalogue.ts';
 import { BridgeError } from './errors.ts';
-import { FAMILIES } from './families.ts';
-import { makeLatent, toRaw, toSpace, type Latent } from './latent.ts';
+import { FAMILIES, type FamilyName } from './families.ts';
+import { makeLatent, toModelSpace, toRaw, toSpace, type Latent } from './latent.ts';
 import { buildNetwork } from './networks/network.ts';
+import { TAESD_TILE_SIZE } from './networks/taesd-decoder.ts';
 import { DEFAULT_POOL_OPTIONS, NetworkPool, type NetworkPoolOptions } from './network-pool.ts';
 import type { WorkLimits } from './limits.ts';
 import { networksOf, planJob, type Job, type Plan, type PlanStep } from './planner.ts';
@@ -10,7 +11,8 @@ import { resizeBilinear } from './resize.ts';
 import type { LoadedNetwork, Runtime } from './runtime.ts';
 import { readSafetensors } from './safetensors.ts';
 import type { ModelSource } from './store/store.ts';
-import { describeSize, sizeOf } from './tensor.ts';
+import { imageFromDecoded, type PreviewOptions, type RgbImage } from './preview.ts';
+import { batchItem, describeSize, sizeOf } from './tensor.ts';
 import { runTiled } from './tiling.ts';
 
 export interface EngineOptions {
@@ -53,9 +55,11 @@ export class Engine {
 
   async #load(entry: NetworkEntry): Promise<LoadedNetwork> {
     const file = await this.#source.resolve(entry);
-    const graph = buildNetwork(entry.kind, await readSafetensors(file), entry.factor, file);
+    const decoder = entry.kind === 'taesd-decoder';
+    // A decoder's factor is its architecture's; the others' is not in the weights.
+    const graph = buildNetwork(entry.kind, await readSafetensors(file), decoder ? undefined : entry.factor, file);
     const expectedIn = FAMILIES[entry.from].channels;
-    const expectedOut = FAMILIES[entry.to].channels;
+    const expectedOut = decoder ? 3 : FAMILIES[entry.to].channels;
     if (graph.inChannels !== expectedIn || graph.outChannels !== expectedOut) {
       throw new BridgeError(
         'bad_weights',
@@ -118,6 +122,29 @@ export class Engine {
     const plan = planJob(job, limits);
     await this.prepare(plan);
     return { plan, latent: await this.run(plan, job.latent, onStep) };
+  }
+
+  /** Loads (downloading if need be) the TAESD decoder of a family; `unsupported_direction` when it has none. */
+  async prepareDecoder(family: FamilyName): Promise<void> {
+    await this.#pool.load(this.#decoderFor(family));
+  }
+
+  /**
+   * A TAESD picture of the latent: one batch item (or the grid), 8 image pixels per latent pixel.
+   * The decoders take the latent as the diffusion model holds it (model space), unlike the others.
+   */
+  async decodePreview(latent: Latent, options: PreviewOptions = {}): Promise<RgbImage> {
+    const decoder = this.#decoderFor(latent.family);
+    const model = toModelSpace(latent);
+    const input = options.grid ? model : batchItem(model, options.index ?? 0);
+    const rgb = await this.#pool.use(decoder, (network) => runTiled((tile) => network.run(tile), network.graph, input, TAESD_TILE_SIZE));
+    return imageFromDecoded(rgb, { grid: options.grid });
+  }
+
+  #decoderFor(family: FamilyName): NetworkEntry {
+    const decoder = previewDecoderFor(family);
+    if (decoder === undefined) throw new BridgeError('unsupported_direction', `no TAESD decoder exists for ${family} latents`);
+    return decoder;
   }
 
   /** Releases every loaded network. */

@@ -58,6 +58,8 @@ export interface PreviewRequest {
   readonly noreply: boolean;
   /** False: draw and answer only, never show it to viewers (for a client's own preview display). */
   readonly publish: boolean;
+  /** True: also push this job's TAESD pictures to this connection as `taesd` events. */
+  readonly taesd: boolean;
 }
 
 /** Families as the `hello` reply describes them, so clients need no table of their own. */
@@ -112,8 +114,10 @@ function readPreview(map: WireMap, batch: number): PreviewRequest {
   const grid = readOptionalBoolean(map, 'grid') ?? false;
   const noreply = readOptionalBoolean(map, 'noreply') ?? false;
   const publish = readOptionalBoolean(map, 'publish') ?? true;
+  const taesd = readOptionalBoolean(map, 'taesd') ?? false;
   if (noreply && !publish) throw new BridgeError('bad_request', 'a preview with noreply: true and publish: false would reach nobody');
-  return { job, step, total, index, grid, noreply, publish };
+  if (taesd && !publish) throw new BridgeError('bad_request', 'TAESD pictures are made of published previews: taesd: true needs publish: true');
+  return { job, step, total, index, grid, noreply, publish, taesd };
 }
 
 /**

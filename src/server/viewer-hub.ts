@@ -1,6 +1,8 @@
 import { FAMILIES, type FamilyName } from '../families.ts';
 import type { RgbImage } from '../preview.ts';
 import { encodeMessage } from '../protocol/codec.ts';
+import type { EncodedImage } from '../image-encoding.ts';
+import type { TaesdPicture } from './taesd-desk.ts';
 import type { Metrics } from './metrics.ts';
 
 /** What a viewer is told about a job, in every push and in the `watch` snapshot. */
@@ -53,6 +55,18 @@ interface JobRecord {
   readonly owner: number;
   info: JobInfo;
   image: RgbImage;
+  /** The newest TAESD picture of the job, which may be of an earlier step than `image`. */
+  taesd?: TaesdPicture;
+}
+
+/** Image bytes a record holds. */
+function recordBytes(record: Pick<JobRecord, 'image' | 'taesd'>): number {
+  return record.image.data.byteLength + (record.taesd?.image.data.byteLength ?? 0);
+}
+
+/** A TAESD picture as viewers get it: in the `taesd` event and in the `watch` snapshot. */
+function taesdEvent(key: string, picture: TaesdPicture): object {
+  return { event: 'taesd', key, step: picture.step, image: picture.image };
 }
 
 interface Viewer {
@@ -90,10 +104,14 @@ export class ViewerHub {
     return this.#bytes;
   }
 
-  /** Adds a viewer (once per socket: the session sees to it) and returns every job's latest state and image for its `watch` reply. */
-  watch(socket: ViewerSocket): { job: JobInfo; image: RgbImage }[] {
+  /** Adds a viewer (once per socket: the session sees to it) and returns every job's latest state and images for its `watch` reply. */
+  watch(socket: ViewerSocket): { job: JobInfo; image: RgbImage; taesd?: { step: number | null; image: EncodedImage } }[] {
     this.#viewers.add({ socket, stale: new Set() });
-    return [...this.#jobs.values()].map((record) => ({ job: record.info, image: record.image }));
+    return [...this.#jobs.values()].map((record) => ({
+      job: record.info,
+      image: record.image,
+      ...(record.taesd ? { taesd: { step: record.taesd.step, image: record.taesd.image } } : {}),
+    }));
   }
 
   unwatch(socket: ViewerSocket): void {
@@ -115,18 +133,34 @@ export class ViewerHub {
       state: finished ? 'finished' : 'running',
       updated: Date.now(),
     };
-    const size = preview.image.data.byteLength;
+    const existing = this.#jobs.get(key);
+    if (!this.#keep({ owner: preview.owner, info, image: preview.image, taesd: existing?.taesd })) return;
+    this.#broadcast(key, encodeMessage({ event: 'preview', job: info, image: preview.image }));
+  }
+
+  /** A TAESD picture for a job the hub keeps (one it no longer keeps is not brought back). */
+  publishTaesd(owner: number, picture: TaesdPicture): void {
+    const key = `${owner}/${picture.job}`;
+    const existing = this.#jobs.get(key);
+    if (existing === undefined) return;
+    if (!this.#keep({ ...existing, taesd: picture })) return;
+    this.#broadcast(key, encodeMessage(taesdEvent(key, picture)));
+  }
+
+  /** Keeps the record in place of the job's old one, making room; false when it alone is over the budget. */
+  #keep(record: JobRecord): boolean {
+    const size = recordBytes(record);
     if (size > this.#options.maxBytes) {
       // Bigger than everything the hub may keep: nobody sees it, rather than everything else going.
       this.#metrics.preview('not_kept');
-      return;
+      return false;
     }
-    const existing = this.#jobs.get(key);
+    const existing = this.#jobs.get(record.info.key);
     if (existing !== undefined) this.#forget(existing);
     this.#makeRoom(size);
-    this.#jobs.set(key, { owner: preview.owner, info, image: preview.image });
+    this.#jobs.set(record.info.key, record);
     this.#bytes += size;
-    this.#broadcast(key, encodeMessage({ event: 'preview', job: info, image: preview.image }));
+    return true;
   }
 
   /** Marks the jobs of a closed connection finished: their last image stays on show. */
@@ -151,7 +185,7 @@ export class ViewerHub {
 
   #forget(record: JobRecord): void {
     this.#jobs.delete(record.info.key);
-    this.#bytes -= record.image.data.byteLength;
+    this.#bytes -= recordBytes(record);
   }
 
   /** Drops jobs, oldest finished first, until one more job of `size` image bytes fits. */
@@ -186,10 +220,12 @@ export class ViewerHub {
     if (viewer.stale.size === 0 || !this.#viewers.has(viewer) || viewer.socket.bufferedAmount > this.#options.maxViewerBuffer) return;
     for (const key of [...viewer.stale]) {
       const record = this.#jobs.get(key);
-      const frame = record
-        ? encodeMessage({ event: 'preview', job: record.info, image: record.image })
-        : encodeMessage({ event: 'remove', key });
-      this.#push(viewer, key, frame);
+      if (record === undefined) {
+        this.#push(viewer, key, encodeMessage({ event: 'remove', key }));
+        continue;
+      }
+      this.#push(viewer, key, encodeMessage({ event: 'preview', job: record.info, image: record.image }));
+      if (record.taesd !== undefined) this.#push(viewer, key, encodeMessage(taesdEvent(key, record.taesd)));
     }
   }
 }
