@@ -1,10 +1,9 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildNetwork } from '../src/networks/network.ts';
-import { TAESD_TILE_SIZE } from '../src/networks/taesd-decoder.ts';
 import { Runtime } from '../src/runtime.ts';
 import { readSafetensors } from '../src/safetensors.ts';
 import { runTiled } from '../src/tiling.ts';
-import { DEFAULT_TILE_SIZE } from '../src/engine.ts';
+import { tileSizeOf } from '../src/cli/net.ts';
 import { CONFORMANCE_CASES, TAESD_CASES, conformanceIO, countOutOfTolerance, factorOf, weightsPath, type ConformanceCase } from './support/conformance.ts';
 
 let runtime: Runtime;
@@ -35,8 +34,7 @@ describe('conformance with the original PyTorch networks', () => {
       const { input, output } = await conformanceIO(c);
       const network = await runtime.load(graph);
       // The path the `net` command and the engine take.
-      const tileSize = c.kind === 'taesd-decoder' ? TAESD_TILE_SIZE : DEFAULT_TILE_SIZE;
-      const got = await runTiled((tile) => network.run(tile), graph, input, tileSize);
+      const got = await runTiled((tile) => network.run(tile), graph, input, tileSizeOf(graph));
       expect(got.shape).toEqual(c.output_shape);
       expect(countOutOfTolerance(got.data, output.data)).toBe(0);
     });

@@ -1,7 +1,7 @@
 import { BridgeError } from '../errors.ts';
 import { checkElements, checkFinite, checkTargetSize } from '../limits.ts';
 import { buildNetwork } from '../networks/network.ts';
-import { ARCHITECTURES, type Architecture } from '../networks/network-graph.ts';
+import { ARCHITECTURES, type Architecture, type NetworkGraph } from '../networks/network-graph.ts';
 import { TAESD_TILE_SIZE } from '../networks/taesd-decoder.ts';
 import { readSafetensors } from '../safetensors.ts';
 import { scaledSize, sizeOf } from '../tensor.ts';
@@ -28,6 +28,11 @@ ${WORK_LIMIT_USAGE}`;
 
 function isArchitecture(value: unknown): value is Architecture {
   return typeof value === 'string' && (ARCHITECTURES as readonly string[]).includes(value);
+}
+
+/** The tile side `net` runs a network in: the decoder's receptive field needs larger tiles. */
+export function tileSizeOf(graph: NetworkGraph): number {
+  return graph.architecture === 'taesd-decoder' ? TAESD_TILE_SIZE : DEFAULT_TILE_SIZE;
 }
 
 function factorOption(arch: Architecture, text: string | undefined): number | undefined {
@@ -69,8 +74,7 @@ export const command: Command = {
     checkFinite('the input', latent.data, limits);
     const runtime = await createRuntime(values);
     const network = await runtime.load(graph);
-    const tileSize = graph.architecture === 'taesd-decoder' ? TAESD_TILE_SIZE : DEFAULT_TILE_SIZE;
-    const result = await runTiled((tile) => network.run(tile), graph, latent, tileSize);
+    const result = await runTiled((tile) => network.run(tile), graph, latent, tileSizeOf(graph));
     await writeLatentFile(output, result, { network: graph.description });
     console.error(`${graph.description} on ${runtime.device}: [${latent.shape.join(', ')}] -> [${result.shape.join(', ')}]`);
     return 0;
