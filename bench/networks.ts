@@ -4,7 +4,6 @@ import { Runtime, type LoadedNetwork } from '../src/runtime.ts';
 import { readSafetensors } from '../src/safetensors.ts';
 import { tensor4, type Tensor4 } from '../src/tensor.ts';
 import { runTiled } from '../src/tiling.ts';
-import { tileSizeOf } from '../src/cli/net.ts';
 import { conformanceCase, factorOf, seededData, weightsPath } from '../test/support/conformance.ts';
 import { PythonWorker } from './python-worker.ts';
 import type { BenchGroup, BenchResult } from './types.ts';
@@ -43,7 +42,7 @@ function median(values: number[]): number {
 
 /** The tiles the `net` command runs. */
 async function timeOurs(network: LoadedNetwork, input: Tensor4, c: Case): Promise<{ ms: number; checksum: number }> {
-  const run = () => runTiled((tile) => network.run(tile), network.graph, input, tileSizeOf(network.graph));
+  const run = () => runTiled((tile) => network.run(tile), network.graph, input);
   for (let i = 0; i < c.warmup; i++) await run();
   const times: number[] = [];
   let out: Tensor4 | undefined;

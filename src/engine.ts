@@ -3,7 +3,6 @@ import { BridgeError } from './errors.ts';
 import { FAMILIES, type FamilyName } from './families.ts';
 import { makeLatent, toModelSpace, toRaw, toSpace, type Latent } from './latent.ts';
 import { buildNetwork } from './networks/network.ts';
-import { TAESD_TILE_SIZE } from './networks/taesd-decoder.ts';
 import { DEFAULT_POOL_OPTIONS, NetworkPool, type NetworkPoolOptions } from './network-pool.ts';
 import type { WorkLimits } from './limits.ts';
 import { networksOf, planJob, type Job, type Plan, type PlanStep } from './planner.ts';
@@ -18,13 +17,9 @@ import { runTiled } from './tiling.ts';
 export interface EngineOptions {
   readonly source: ModelSource;
   readonly runtime: Runtime;
-  /** Largest tile side, in output latent pixels, of one network run; bounds peak memory. */
-  readonly tileSize?: number;
   /** How many networks stay loaded, and for how long without use. */
   readonly pool?: NetworkPoolOptions;
 }
-
-export const DEFAULT_TILE_SIZE = 256;
 
 /**
  * Runs plans (src/planner.ts) on latents: loads exactly the networks a plan names, then runs its
@@ -34,14 +29,11 @@ export const DEFAULT_TILE_SIZE = 256;
 export class Engine {
   readonly #source: ModelSource;
   readonly #runtime: Runtime;
-  readonly #tileSize: number;
   readonly #pool: NetworkPool;
 
   constructor(options: EngineOptions) {
     this.#source = options.source;
     this.#runtime = options.runtime;
-    this.#tileSize = options.tileSize ?? DEFAULT_TILE_SIZE;
-    if (!Number.isInteger(this.#tileSize) || this.#tileSize < 8) throw new BridgeError('bad_request', `tile size must be an integer >= 8, got ${this.#tileSize}`);
     this.#pool = new NetworkPool((entry) => this.#load(entry), options.pool ?? DEFAULT_POOL_OPTIONS);
   }
 
@@ -110,7 +102,7 @@ export class Engine {
       const resized = resizeBilinear(raw, step.out.height, step.out.width);
       return makeLatent(raw.family, raw.space, resized.shape, resized.data);
     }
-    const out = await this.#pool.use(step.network, (network) => runTiled((tile) => network.run(tile), network.graph, raw, this.#tileSize));
+    const out = await this.#pool.use(step.network, (network) => runTiled((tile) => network.run(tile), network.graph, raw));
     if (out.shape[2] !== step.out.height || out.shape[3] !== step.out.width) {
       throw new BridgeError('internal', `${step.network.name} made ${out.shape[2]}x${out.shape[3]} where the plan says ${describeSize(step.out)}`);
     }
@@ -137,7 +129,7 @@ export class Engine {
     const decoder = this.#decoderFor(latent.family);
     const model = toModelSpace(latent);
     const input = options.grid ? model : batchItem(model, options.index ?? 0);
-    const rgb = await this.#pool.use(decoder, (network) => runTiled((tile) => network.run(tile), network.graph, input, TAESD_TILE_SIZE));
+    const rgb = await this.#pool.use(decoder, (network) => runTiled((tile) => network.run(tile), network.graph, input));
     return imageFromDecoded(rgb, { grid: options.grid });
   }
 

@@ -3,7 +3,6 @@ import { buildNetwork } from '../src/networks/network.ts';
 import { Runtime } from '../src/runtime.ts';
 import { readSafetensors } from '../src/safetensors.ts';
 import { runTiled } from '../src/tiling.ts';
-import { tileSizeOf } from '../src/cli/net.ts';
 import { CONFORMANCE_CASES, TAESD_CASES, conformanceIO, countOutOfTolerance, factorOf, weightsPath, type ConformanceCase } from './support/conformance.ts';
 
 let runtime: Runtime;
@@ -34,7 +33,7 @@ describe('conformance with the original PyTorch networks', () => {
       const { input, output } = await conformanceIO(c);
       const network = await runtime.load(graph);
       // The path the `net` command and the engine take.
-      const got = await runTiled((tile) => network.run(tile), graph, input, tileSizeOf(graph));
+      const got = await runTiled((tile) => network.run(tile), graph, input);
       expect(got.shape).toEqual(c.output_shape);
       expect(countOutOfTolerance(got.data, output.data)).toBe(0);
     });

@@ -109,7 +109,8 @@ describe('latent-bridge models', () => {
     const run = await cli(['list', '--json']);
     expect(run.code).toBe(0);
     const statuses = JSON.parse(run.stdout) as ModelStatus[];
-    expect(statuses).toHaveLength(18);
+    // 12 interposers, 6 upscalers, 4 TAESD decoders.
+    expect(statuses.map((s) => s.kind).sort()).toEqual([...Array(12).fill('interposer'), ...Array(4).fill('taesd-decoder'), ...Array(6).fill('upscaler')]);
     expect(statuses.find((s) => s.name === fetched.name)).toMatchObject({ present: true, source: 'hf-cache', size: FX_TO_XL.length, verified: true });
     expect(statuses.find((s) => s.name === local.name)).toMatchObject({ present: true, source: 'models', path: path.join(work, 'mine', local.fileName), verified: false });
     for (const status of statuses) {

@@ -1,12 +1,10 @@
 import { BridgeError } from '../errors.ts';
 import { checkElements, checkFinite, checkTargetSize } from '../limits.ts';
 import { buildNetwork } from '../networks/network.ts';
-import { ARCHITECTURES, type Architecture, type NetworkGraph } from '../networks/network-graph.ts';
-import { TAESD_TILE_SIZE } from '../networks/taesd-decoder.ts';
+import { ARCHITECTURES, type Architecture } from '../networks/network-graph.ts';
 import { readSafetensors } from '../safetensors.ts';
 import { scaledSize, sizeOf } from '../tensor.ts';
 import { runTiled } from '../tiling.ts';
-import { DEFAULT_TILE_SIZE } from '../engine.ts';
 import { createRuntime, parseFiles, positiveNumber, readWorkLimits, WORK_LIMIT_OPTIONS, WORK_LIMIT_USAGE } from './engine-setup.ts';
 import { readLatentFile, writeLatentFile } from './latent-file.ts';
 import type { Command } from './command.ts';
@@ -31,9 +29,6 @@ function isArchitecture(value: unknown): value is Architecture {
 }
 
 /** The tile side `net` runs a network in: the decoder's receptive field needs larger tiles. */
-export function tileSizeOf(graph: NetworkGraph): number {
-  return graph.architecture === 'taesd-decoder' ? TAESD_TILE_SIZE : DEFAULT_TILE_SIZE;
-}
 
 function factorOption(arch: Architecture, text: string | undefined): number | undefined {
   if (arch !== 'taesd-decoder') return positiveNumber('--factor', text);
@@ -74,7 +69,7 @@ export const command: Command = {
     checkFinite('the input', latent.data, limits);
     const runtime = await createRuntime(values);
     const network = await runtime.load(graph);
-    const result = await runTiled((tile) => network.run(tile), graph, latent, tileSizeOf(graph));
+    const result = await runTiled((tile) => network.run(tile), graph, latent);
     await writeLatentFile(output, result, { network: graph.description });
     console.error(`${graph.description} on ${runtime.device}: [${latent.shape.join(', ')}] -> [${result.shape.join(', ')}]`);
     return 0;
