@@ -6,11 +6,16 @@ import { rssBytes } from '../test/support/server-observe.ts';
 import { isolatedEnv, spawnServe, type ServeProcess } from '../test/support/server-process.ts';
 import { RawWebSocket } from '../test/support/server-raw-socket.ts';
 import { SOAK_MODELS, SoakCases, soakRound } from '../test/support/soak.ts';
+import { PROTOCOL_VERSION } from '../src/protocol/messages.ts';
+import { DEFAULT_LIMITS } from '../src/server/options.ts';
 import type { BenchGroup, BenchResult } from './types.ts';
 
 const MIB = 1024 * 1024;
 /** The default --max-payload-mb: the largest frame any client may send. */
-const PAYLOAD = 64 * MIB;
+const PAYLOAD = DEFAULT_LIMITS.maxPayload;
+const PAYLOAD_LABEL = `${PAYLOAD / MIB} MiB`;
+/** The largest float32 v1 latent a frame of that size holds: 4 channels, square-ish. */
+const PREVIEW_SIDE = Math.floor(Math.sqrt((PAYLOAD - 1024) / 16));
 const STALL_TARGET_MS = 100;
 const HEARTBEAT_MS = 1000;
 /** A vanished peer must be gone within this many heartbeats (2 to 2.5 by design). */
@@ -62,10 +67,15 @@ async function frameStalls(rounds: number): Promise<BenchResult[]> {
   const sender = await RawWebSocket.connect(server.port);
   const frames: Record<string, Uint8Array> = {
     // A valid hello with a large field the server ignores: the cost of receiving any frame this big.
-    'valid hello padded with a bin': packr.pack({ id: 'frame', op: 'hello', protocol: 1, padding: new Uint8Array(PAYLOAD - 64) }),
+    'valid hello padded with a bin': packr.pack({ id: 'frame', op: 'hello', protocol: PROTOCOL_VERSION, padding: new Uint8Array(PAYLOAD - 64) }),
     ...frameBombs(PAYLOAD),
-    // The largest preview that fits: decoding and drawing 16 Mi elements.
-    'valid preview of a 1x4x2048x2040 float32 latent': packr.pack({ id: 'frame', op: 'preview', family: 'v1', latent: { dtype: 'float32', shape: [1, 4, 2048, 2040], data: new Uint8Array(4 * 2048 * 2040 * 4) } }),
+    // The largest preview that fits: decoding and drawing the most elements a frame holds.
+    [`valid preview of a 1x4x${PREVIEW_SIDE}x${PREVIEW_SIDE} float32 latent`]: packr.pack({
+      id: 'frame',
+      op: 'preview',
+      family: 'v1',
+      latent: { dtype: 'float32', shape: [1, 4, PREVIEW_SIDE, PREVIEW_SIDE], data: new Uint8Array(4 * PREVIEW_SIDE * PREVIEW_SIDE * 4) },
+    }),
   };
   const worst = new Map<string, number>();
   try {
@@ -89,7 +99,7 @@ async function frameStalls(rounds: number): Promise<BenchResult[]> {
   }
   const baseline = worst.get('valid hello padded with a bin') as number;
   return [...worst].map(([name, ms]) => ({
-    name: `event-loop stall: ${name} (${name.startsWith('nothing') ? 'no frame' : '64 MiB frame'}) vs a valid 64 MiB hello`,
+    name: `event-loop stall: ${name} (${name.startsWith('nothing') ? 'no frame' : `${PAYLOAD_LABEL} frame`}) vs a valid ${PAYLOAD_LABEL} hello`,
     ms,
     baseline_ms: baseline,
     ratio: ms / baseline,

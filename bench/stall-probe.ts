@@ -1,3 +1,4 @@
+import { PROTOCOL_VERSION } from '../src/protocol/messages.ts';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Packr } from 'msgpackr';
 import WebSocket from 'ws';
@@ -17,7 +18,7 @@ let id = 0;
 
 function ping(): void {
   sentAt = performance.now();
-  ws.send(packr.pack({ id: ++id, op: 'hello', protocol: 1 }));
+  ws.send(packr.pack({ id: ++id, op: 'hello', protocol: PROTOCOL_VERSION }));
 }
 
 ws.on('open', () => {

@@ -20,7 +20,8 @@ export interface WorkLimits {
 export const DEFAULT_WORK_LIMITS: WorkLimits = {
   // 8192 image pixels a side: beyond what the webui makes, and minutes of CPU per request already.
   maxSide: 1024,
-  maxElements: 16 * 1024 * 1024,
+  // 4 Mi: a batch of 16 SDXL 1024x1024 latents, or 4 Flux ones at 2048x2048 (16 MiB in float32).
+  maxElements: 4 * 1024 * 1024,
   maxScale: 16,
   checkFinite: true,
 };
