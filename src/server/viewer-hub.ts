@@ -1,7 +1,14 @@
 import { FAMILIES, type FamilyName } from '../families.ts';
 import type { RgbImage } from '../preview.ts';
 import { encodeMessage } from '../protocol/codec.ts';
+import type { JobOutcome, PreviewMeta } from '../protocol/messages.ts';
 import type { Metrics } from './metrics.ts';
+
+/** How a job ended: as its client said, or `disconnected` / `stalled` when the client stopped saying anything. */
+export type JobEnding = JobOutcome | 'disconnected' | 'stalled';
+
+/** Characters of a prompt that viewers get: a card shows two lines of it. */
+export const VIEWER_PROMPT_CHARS = 300;
 
 /** What a viewer is told about a job, in every push and in the `watch` snapshot. */
 export interface JobInfo {
@@ -17,6 +24,17 @@ export interface JobInfo {
   /** [height, width] in image pixels of the generation the latent decodes to. */
   readonly size: readonly [number, number];
   readonly state: 'running' | 'finished';
+  /** Null while running. */
+  readonly outcome: JobEnding | null;
+  /** The client's words when it said the job failed. */
+  readonly error: string | null;
+  /** The generation the job shows, with the prompt shortened to VIEWER_PROMPT_CHARS. */
+  readonly meta: PreviewMeta;
+  /** Milliseconds since the Unix epoch when the job's first preview arrived, and that preview's step. */
+  readonly started: number;
+  readonly first_step: number | null;
+  /** Milliseconds since the Unix epoch when the preview of `step` arrived. */
+  readonly stepped: number;
   /** Milliseconds since the Unix epoch of the last preview or state change. */
   readonly updated: number;
 }
@@ -30,6 +48,9 @@ export interface PublishedPreview {
   readonly total?: number;
   readonly shape: readonly number[];
   readonly image: RgbImage;
+  readonly meta?: PreviewMeta;
+  /** Milliseconds since the Unix epoch when the preview arrived. */
+  readonly received: number;
 }
 
 /** The part of a WebSocket the hub uses, so that a viewer is anything with a send buffer. */
@@ -41,7 +62,7 @@ export interface ViewerSocket {
 export interface ViewerHubOptions {
   /** Jobs kept (running and finished); the oldest finished job goes first. */
   readonly maxJobs: number;
-  /** Bytes of images kept, over all jobs; the oldest finished job goes first. */
+  /** Bytes of images and metadata kept, over all jobs; the oldest finished job goes first. */
   readonly maxBytes: number;
   /** A running job with no preview for this long is shown as finished (its client stalled). */
   readonly idleMs: number;
@@ -52,7 +73,9 @@ export interface ViewerHubOptions {
 interface JobRecord {
   readonly owner: number;
   info: JobInfo;
-  image: RgbImage;
+  readonly image: RgbImage;
+  /** What the record counts against `maxBytes`: its image and the strings of its metadata. */
+  readonly bytes: number;
 }
 
 interface Viewer {
@@ -63,14 +86,14 @@ interface Viewer {
 
 /**
  * Keeps the latest preview of each job and pushes every new one to the browsers watching.
- * What it keeps is bounded in jobs and in image bytes, which also bounds a `watch` snapshot.
+ * What it keeps is bounded in jobs and in bytes, which also bounds a `watch` snapshot.
  */
 export class ViewerHub {
   readonly #options: ViewerHubOptions;
   readonly #metrics: Metrics;
   readonly #jobs = new Map<string, JobRecord>();
   readonly #viewers = new Set<Viewer>();
-  /** Image bytes of the kept jobs. */
+  /** Image and metadata bytes of the kept jobs. */
   #bytes = 0;
 
   constructor(options: ViewerHubOptions, metrics: Metrics) {
@@ -101,8 +124,10 @@ export class ViewerHub {
   }
 
   publish(preview: PublishedPreview): void {
-    const key = `${preview.owner}/${preview.job}`;
+    const key = jobKey(preview.owner, preview.job);
+    const existing = this.#jobs.get(key);
     const finished = preview.step !== undefined && preview.total !== undefined && preview.step >= preview.total;
+    const meta = preview.meta !== undefined ? forViewers(preview.meta) : (existing?.info.meta ?? {});
     const info: JobInfo = {
       key,
       job: preview.job,
@@ -113,50 +138,64 @@ export class ViewerHub {
       shape: [...preview.shape],
       size: [preview.shape[2] * FAMILIES[preview.family].downscale, preview.shape[3] * FAMILIES[preview.family].downscale],
       state: finished ? 'finished' : 'running',
+      outcome: finished ? 'finished' : null,
+      error: null,
+      meta,
+      started: existing?.info.started ?? preview.received,
+      first_step: existing !== undefined ? existing.info.first_step : (preview.step ?? null),
+      stepped: preview.received,
       updated: Date.now(),
     };
-    const size = preview.image.data.byteLength;
-    if (size > this.#options.maxBytes) {
+    const bytes = preview.image.data.byteLength + metaBytes(meta);
+    if (bytes > this.#options.maxBytes) {
       // Bigger than everything the hub may keep: nobody sees it, rather than everything else going.
       this.#metrics.preview('not_kept');
       return;
     }
-    const existing = this.#jobs.get(key);
     if (existing !== undefined) this.#forget(existing);
-    this.#makeRoom(size);
-    this.#jobs.set(key, { owner: preview.owner, info, image: preview.image });
-    this.#bytes += size;
+    this.#makeRoom(bytes);
+    this.#jobs.set(key, { owner: preview.owner, info, image: preview.image, bytes });
+    this.#bytes += bytes;
     this.#broadcast(key, encodeMessage({ event: 'preview', job: info, image: preview.image }));
   }
 
-  /** Marks the jobs of a closed connection finished: their last image stays on show. */
+  /** A client says its job is over; false when no job of that name from that connection is kept. */
+  end(owner: number, job: string, outcome: JobOutcome, error?: string): boolean {
+    const record = this.#jobs.get(jobKey(owner, job));
+    if (record === undefined) return false;
+    this.#finish(record, outcome, outcome === 'failed' ? (error ?? null) : null);
+    return true;
+  }
+
+  /** Marks the running jobs of a closed connection finished: their last image stays on show. */
   finishOwner(owner: number): void {
     for (const record of this.#jobs.values()) {
-      if (record.owner === owner) this.#finish(record);
+      if (record.owner === owner && record.info.state === 'running') this.#finish(record, 'disconnected', null);
     }
   }
 
   /** Marks running jobs finished that have had no preview for `idleMs`. */
   sweep(now = Date.now()): void {
     for (const record of this.#jobs.values()) {
-      if (record.info.state === 'running' && now - record.info.updated >= this.#options.idleMs) this.#finish(record);
+      if (record.info.state === 'running' && now - record.info.updated >= this.#options.idleMs) this.#finish(record, 'stalled', null);
     }
   }
 
-  #finish(record: JobRecord): void {
-    if (record.info.state === 'finished') return;
-    record.info = { ...record.info, state: 'finished', updated: Date.now() };
-    this.#broadcast(record.info.key, encodeMessage({ event: 'job', job: record.info }));
+  #finish(record: JobRecord, outcome: JobEnding, error: string | null): void {
+    const { info } = record;
+    if (info.state === 'finished' && info.outcome === outcome && info.error === error) return;
+    record.info = { ...info, state: 'finished', outcome, error, updated: Date.now() };
+    this.#broadcast(info.key, encodeMessage({ event: 'job', job: record.info }));
   }
 
   #forget(record: JobRecord): void {
     this.#jobs.delete(record.info.key);
-    this.#bytes -= record.image.data.byteLength;
+    this.#bytes -= record.bytes;
   }
 
-  /** Drops jobs, oldest finished first, until one more job of `size` image bytes fits. */
-  #makeRoom(size: number): void {
-    while (this.#jobs.size >= this.#options.maxJobs || this.#bytes + size > this.#options.maxBytes) {
+  /** Drops jobs, oldest finished first, until one more job of `bytes` fits. */
+  #makeRoom(bytes: number): void {
+    while (this.#jobs.size >= this.#options.maxJobs || this.#bytes + bytes > this.#options.maxBytes) {
       const records = [...this.#jobs.values()];
       const finished = records.filter((r) => r.info.state === 'finished');
       const pool = finished.length > 0 ? finished : records;
@@ -192,4 +231,25 @@ export class ViewerHub {
       this.#push(viewer, key, frame);
     }
   }
+}
+
+/** A job's key: unique per server, since connection ids are. */
+export function jobKey(owner: number, job: string): string {
+  return `${owner}/${job}`;
+}
+
+/** The metadata as viewers get it: the prompt on one line and at most VIEWER_PROMPT_CHARS long. */
+function forViewers(meta: PreviewMeta): PreviewMeta {
+  if (meta.prompt === undefined) return meta;
+  const { prompt: sent, ...rest } = meta;
+  const prompt = sent.replace(/\s+/g, ' ').trim();
+  if (prompt === '') return rest;
+  if (prompt.length <= VIEWER_PROMPT_CHARS) return { ...meta, prompt };
+  // Cut between code points, never inside a surrogate pair.
+  const cut = Array.from(prompt.slice(0, VIEWER_PROMPT_CHARS)).slice(0, -1).join('').trimEnd();
+  return { ...meta, prompt: `${cut}…` };
+}
+
+function metaBytes(meta: PreviewMeta): number {
+  return [meta.prompt, meta.model, meta.sampler].reduce((sum, text) => sum + (text === undefined ? 0 : Buffer.byteLength(text)), 0);
 }
