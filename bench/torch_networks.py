@@ -1,6 +1,6 @@
-"""PyTorch eager CPU baseline for `npm run bench`: the interposer v4 and upscaler v2 networks
-(test/python/reference_nets.py), run the way the original ComfyUI nodes run them (fp32, NCHW,
-eval mode, no grad). Speaks JSON lines on stdin/stdout so the Node side can interleave its own
+"""PyTorch eager CPU baseline for `npm run bench`: the interposer v4, upscaler v2 and TAESD decoder
+networks (test/python/reference_nets.py), run the way the original ComfyUI nodes and the webui run
+them (fp32, NCHW, eval mode, no grad). Speaks JSON lines on stdin/stdout so the Node side can interleave its own
 measurements with these in one run.
 """
 import json

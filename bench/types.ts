@@ -18,6 +18,8 @@ export interface BenchResult {
 export interface BenchOptions {
   /** Rounds of interleaved measurements. */
   readonly rounds: number;
+  /** Whether a case is asked for; a group may skip measuring the others (run.ts drops their results). */
+  readonly wanted: (caseName: string) => boolean;
 }
 
 /** A group of benchmark cases contributed by one part of the project. */

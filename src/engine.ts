@@ -1,7 +1,7 @@
-import type { NetworkEntry } from './catalogue.ts';
+import { previewDecoderFor, type NetworkEntry } from './catalogue.ts';
 import { BridgeError } from './errors.ts';
-import { FAMILIES } from './families.ts';
-import { makeLatent, toRaw, toSpace, type Latent } from './latent.ts';
+import { FAMILIES, type FamilyName } from './families.ts';
+import { makeLatent, toModelSpace, toRaw, toSpace, type Latent } from './latent.ts';
 import { buildNetwork } from './networks/network.ts';
 import { DEFAULT_POOL_OPTIONS, NetworkPool, type NetworkPoolOptions } from './network-pool.ts';
 import type { WorkLimits } from './limits.ts';
@@ -10,19 +10,16 @@ import { resizeBilinear } from './resize.ts';
 import type { LoadedNetwork, Runtime } from './runtime.ts';
 import { readSafetensors } from './safetensors.ts';
 import type { ModelSource } from './store/store.ts';
-import { describeSize, sizeOf } from './tensor.ts';
+import { imageFromDecoded, type PreviewOptions, type RgbImage } from './preview.ts';
+import { batchItem, describeSize, sizeOf } from './tensor.ts';
 import { runTiled } from './tiling.ts';
 
 export interface EngineOptions {
   readonly source: ModelSource;
   readonly runtime: Runtime;
-  /** Largest tile side, in output latent pixels, of one network run; bounds peak memory. */
-  readonly tileSize?: number;
   /** How many networks stay loaded, and for how long without use. */
   readonly pool?: NetworkPoolOptions;
 }
-
-export const DEFAULT_TILE_SIZE = 256;
 
 /**
  * Runs plans (src/planner.ts) on latents: loads exactly the networks a plan names, then runs its
@@ -32,14 +29,11 @@ export const DEFAULT_TILE_SIZE = 256;
 export class Engine {
   readonly #source: ModelSource;
   readonly #runtime: Runtime;
-  readonly #tileSize: number;
   readonly #pool: NetworkPool;
 
   constructor(options: EngineOptions) {
     this.#source = options.source;
     this.#runtime = options.runtime;
-    this.#tileSize = options.tileSize ?? DEFAULT_TILE_SIZE;
-    if (!Number.isInteger(this.#tileSize) || this.#tileSize < 8) throw new BridgeError('bad_request', `tile size must be an integer >= 8, got ${this.#tileSize}`);
     this.#pool = new NetworkPool((entry) => this.#load(entry), options.pool ?? DEFAULT_POOL_OPTIONS);
   }
 
@@ -53,9 +47,11 @@ export class Engine {
 
   async #load(entry: NetworkEntry): Promise<LoadedNetwork> {
     const file = await this.#source.resolve(entry);
-    const graph = buildNetwork(entry.kind, await readSafetensors(file), entry.factor, file);
+    const decoder = entry.kind === 'taesd-decoder';
+    // A decoder's factor is its architecture's; the others' is not in the weights.
+    const graph = buildNetwork(entry.kind, await readSafetensors(file), decoder ? undefined : entry.factor, file);
     const expectedIn = FAMILIES[entry.from].channels;
-    const expectedOut = FAMILIES[entry.to].channels;
+    const expectedOut = decoder ? 3 : FAMILIES[entry.to].channels;
     if (graph.inChannels !== expectedIn || graph.outChannels !== expectedOut) {
       throw new BridgeError(
         'bad_weights',
@@ -106,7 +102,7 @@ export class Engine {
       const resized = resizeBilinear(raw, step.out.height, step.out.width);
       return makeLatent(raw.family, raw.space, resized.shape, resized.data);
     }
-    const out = await this.#pool.use(step.network, (network) => runTiled((tile) => network.run(tile), network.graph, raw, this.#tileSize));
+    const out = await this.#pool.use(step.network, (network) => runTiled((tile) => network.run(tile), network.graph, raw));
     if (out.shape[2] !== step.out.height || out.shape[3] !== step.out.width) {
       throw new BridgeError('internal', `${step.network.name} made ${out.shape[2]}x${out.shape[3]} where the plan says ${describeSize(step.out)}`);
     }
@@ -118,6 +114,29 @@ export class Engine {
     const plan = planJob(job, limits);
     await this.prepare(plan);
     return { plan, latent: await this.run(plan, job.latent, onStep) };
+  }
+
+  /** Loads (downloading if need be) the TAESD decoder of a family; `unsupported_direction` when it has none. */
+  async prepareDecoder(family: FamilyName): Promise<void> {
+    await this.#pool.load(this.#decoderFor(family));
+  }
+
+  /**
+   * A TAESD picture of the latent: one batch item (or the grid), 8 image pixels per latent pixel.
+   * The decoders take the latent as the diffusion model holds it (model space), unlike the others.
+   */
+  async decodePreview(latent: Latent, options: PreviewOptions = {}): Promise<RgbImage> {
+    const decoder = this.#decoderFor(latent.family);
+    const model = toModelSpace(latent);
+    const input = options.grid ? model : batchItem(model, options.index ?? 0);
+    const rgb = await this.#pool.use(decoder, (network) => runTiled((tile) => network.run(tile), network.graph, input));
+    return imageFromDecoded(rgb, { grid: options.grid });
+  }
+
+  #decoderFor(family: FamilyName): NetworkEntry {
+    const decoder = previewDecoderFor(family);
+    if (decoder === undefined) throw new BridgeError('unsupported_direction', `no TAESD decoder exists for ${family} latents`);
+    return decoder;
   }
 
   /** Releases every loaded network. */

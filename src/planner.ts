@@ -1,4 +1,4 @@
-import { hasUpscaler, interposerFor, upscalersFor, type NetworkEntry } from './catalogue.ts';
+import { hasUpscaler, interposerFor, upscalersFor, type LatentNetwork } from './catalogue.ts';
 import { BridgeError } from './errors.ts';
 import { FAMILIES, type FamilyName } from './families.ts';
 import type { Latent } from './latent.ts';
@@ -13,7 +13,7 @@ export type Job =
 
 /** One step of a plan: a network run, or the exact bilinear resize that ends at the requested size. */
 export type PlanStep =
-  | { readonly kind: 'network'; readonly network: NetworkEntry; readonly in: Size; readonly out: Size }
+  | { readonly kind: 'network'; readonly network: LatentNetwork; readonly in: Size; readonly out: Size }
   | { readonly kind: 'resize'; readonly family: FamilyName; readonly in: Size; readonly out: Size };
 
 export interface PlanWarning {
@@ -47,8 +47,8 @@ export function describePlan(plan: Plan): string {
 }
 
 /** Every network a plan runs, each once, in the order of first use. */
-export function networksOf(plan: Plan): NetworkEntry[] {
-  const networks = new Map<string, NetworkEntry>();
+export function networksOf(plan: Plan): LatentNetwork[] {
+  const networks = new Map<string, LatentNetwork>();
   for (const step of plan.steps) if (step.kind === 'network') networks.set(step.network.name, step.network);
   return [...networks.values()];
 }
@@ -72,7 +72,7 @@ class StepList {
     this.size = source;
   }
 
-  run(network: NetworkEntry): void {
+  run(network: LatentNetwork): void {
     const out = scaledSize(this.size, network.factor);
     if (out.height < 1 || out.width < 1) {
       throw new BridgeError(
@@ -93,7 +93,7 @@ class StepList {
   upscale(family: FamilyName, target: Size): void {
     const upscalers = upscalersFor(family);
     while (this.size.height < target.height || this.size.width < target.width) {
-      const reaches = (network: NetworkEntry): boolean => {
+      const reaches = (network: LatentNetwork): boolean => {
         const next = scaledSize(this.size, network.factor);
         return next.height >= target.height && next.width >= target.width;
       };

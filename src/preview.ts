@@ -1,5 +1,6 @@
 import { FAMILIES } from './families.ts';
 import type { Latent } from './latent.ts';
+import type { Tensor4 } from './tensor.ts';
 
 /** An RGB8 image, row-major, three bytes per pixel, no row padding. */
 export interface RgbImage {
@@ -76,4 +77,36 @@ function drawItem(latent: Latent, item: number, image: RgbImage, left: number, t
       out[o + 2] = b <= 0 ? 0 : b >= 255 ? 255 : (b + 0.5) | 0;
     }
   }
+}
+
+/** [0, 1] to a byte, as the webui and ComfyUI turn decoded pictures into pixels (clamped, rounded). */
+function toByte(value: number): number {
+  // NaN fails both comparisons and `NaN | 0` is 0: a broken picture draws black.
+  return value <= 0 ? 0 : value >= 1 ? 255 : (value * 255 + 0.5) | 0;
+}
+
+/**
+ * A decoder's picture (NCHW, 3 channels, about [0, 1], e.g. TAESD's raw output) as an RGB8 image:
+ * clamped to [0, 1], one batch item or, with `grid`, every item in the preview grid.
+ */
+export function imageFromDecoded(rgb: Tensor4, options: PreviewOptions = {}): RgbImage {
+  const [batch, , height, width] = rgb.shape;
+  const items = options.grid ? [...Array(batch).keys()] : [options.index ?? 0];
+  const { columns, rows } = options.grid ? gridLayout(batch) : { columns: 1, rows: 1 };
+  const image = { width: columns * width, height: rows * height, data: new Uint8Array(columns * width * rows * height * 3) };
+  const plane = height * width;
+  items.forEach((item, cell) => {
+    const left = (cell % columns) * width;
+    const top = Math.floor(cell / columns) * height;
+    const base = item * 3 * plane;
+    for (let y = 0; y < height; y++) {
+      let o = ((top + y) * image.width + left) * 3;
+      for (let x = 0, p = base + y * width; x < width; x++, p++, o += 3) {
+        image.data[o] = toByte(rgb.data[p]);
+        image.data[o + 1] = toByte(rgb.data[p + plane]);
+        image.data[o + 2] = toByte(rgb.data[p + 2 * plane]);
+      }
+    }
+  });
+  return image;
 }

@@ -34,6 +34,13 @@ export function describeSize(size: Size): string {
   return `${size.height}x${size.width}`;
 }
 
+/** One item of a batch, sharing the batch's memory. */
+export function batchItem(tensor: Tensor4, index: number): Tensor4 {
+  const [, c, h, w] = tensor.shape;
+  const size = c * h * w;
+  return { shape: [1, c, h, w], data: tensor.data.subarray(index * size, (index + 1) * size) };
+}
+
 export function elementCount(shape: readonly number[]): number {
   return shape.reduce((n, d) => n * d, 1);
 }

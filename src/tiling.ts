@@ -1,4 +1,5 @@
-import type { NetworkGraph } from './networks/network.ts';
+import type { NetworkGraph } from './networks/network-graph.ts';
+import { TAESD_TILE_SIZE } from './networks/taesd-decoder.ts';
 import type { Tensor4 } from './tensor.ts';
 
 /**
@@ -8,7 +9,15 @@ import type { Tensor4 } from './tensor.ts';
  */
 
 type Run = (input: Tensor4) => Promise<Tensor4>;
-type Geometry = Pick<NetworkGraph, 'factor' | 'inputRadius' | 'outputRadius'>;
+type Geometry = Pick<NetworkGraph, 'architecture' | 'factor' | 'inputRadius' | 'outputRadius'>;
+
+/** Largest tile side, in output latent pixels, of one interposer or upscaler run; bounds peak memory. */
+export const LATENT_TILE_SIZE = 256;
+
+/** The tile side a network runs with unless told otherwise (the decoder's output is in image pixels). */
+export function tileSizeFor(geometry: Pick<NetworkGraph, 'architecture'>): number {
+  return geometry.architecture === 'taesd-decoder' ? TAESD_TILE_SIZE : LATENT_TILE_SIZE;
+}
 
 /**
  * Tile starts must be multiples of q, where factor = p / q: a nearest resize maps output o to
@@ -70,7 +79,7 @@ function crop(input: Tensor4, item: number, rows: Span, cols: Span): Tensor4 {
  * @param maxTileSide largest tile side, in output pixels, that one network run should produce; a
  *   tile is never narrower than three margins, even if that exceeds it.
  */
-export async function runTiled(run: Run, geometry: Geometry, input: Tensor4, maxTileSide: number): Promise<Tensor4> {
+export async function runTiled(run: Run, geometry: Geometry, input: Tensor4, maxTileSide = tileSizeFor(geometry)): Promise<Tensor4> {
   const { factor } = geometry;
   const [n, , height, width] = input.shape;
   const maxInputSide = Math.floor(maxTileSide / factor);

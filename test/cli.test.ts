@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readSafetensors, toFloat32, writeSafetensors } from '../src/safetensors.ts';
-import { conformanceCase, conformanceIO, countOutOfTolerance, seededData, weightsPath } from './support/conformance.ts';
+import { TAESD_CASES, conformanceCase, conformanceIO, countOutOfTolerance, seededData, weightsPath } from './support/conformance.ts';
 import { makeModelsDir } from './support/models-dir.ts';
 
 const BIN = fileURLToPath(new URL('../bin/latent-bridge.js', import.meta.url));
@@ -70,6 +70,21 @@ describe('latent-bridge CLI', () => {
     expect(countOutOfTolerance(toFloat32(written.get('latent')!), output.data)).toBe(0);
   });
 
+  for (const c of TAESD_CASES) {
+    it(`net decodes ${c.name} exactly as the reference, without a factor`, async () => {
+      const { input, output } = await conformanceIO(c);
+      const inFile = path.join(work, `${c.name}-in.safetensors`);
+      await writeSafetensors(inFile, { input: { shape: input.shape, data: input.data } });
+      const outFile = path.join(work, `${c.name}-out.safetensors`);
+      const result = await cli('net', '--arch', 'taesd-decoder', '--weights', weightsPath(c), '--device', 'cpu', inFile, outFile);
+      expect(result.stderr).toMatch(/TAESD decoder/);
+      expect(result.code).toBe(0);
+      const written = (await readSafetensors(outFile)).tensors;
+      expect(written.get('latent')?.shape).toEqual(c.output_shape);
+      expect(countOutOfTolerance(toFloat32(written.get('latent')!), output.data)).toBe(0);
+    });
+  }
+
   it('upscale reaches an exact size with the models folder', async () => {
     const inFile = await latentFile('v1.safetensors', [1, 4, 90, 160]);
     const outFile = path.join(work, 'up.safetensors');
@@ -112,6 +127,11 @@ describe('latent-bridge CLI', () => {
     ['a latent of NaN', async () => ['upscale', '--family', 'v1', '--scale', '2', await nanFile()], /non-finite value \(NaN\).*--allow-nonfinite/],
     ['an I64 input tensor', async () => ['net', '--arch', 'interposer', '--weights', weightsPath(conformanceCase('interposer-ca-to-v1-small')), '--factor', '1', '--tensor', 'core.1.norm.num_batches_tracked', weightsPath(conformanceCase('interposer-ca-to-v1-small'))], /num_batches_tracked/],
     ['weights of the other architecture', async () => ['net', '--arch', 'interposer', '--weights', weightsPath(conformanceCase('upscaler-x2.0')), '--factor', '1', await latentFile('i.safetensors', [1, 4, 8, 8])], /missing key "head\.short\.weight"/],
+    ['a factor for the TAESD decoder', async () => ['net', '--arch', 'taesd-decoder', '--weights', weightsPath(conformanceCase('taesd-decoder-4ch')), '--factor', '8', await latentFile('m.safetensors', [1, 4, 8, 8])], /--factor is not taken by --arch taesd-decoder/],
+    ['an upscaler without a factor', async () => ['net', '--arch', 'upscaler', '--weights', weightsPath(conformanceCase('upscaler-x2.0')), await latentFile('n.safetensors', [1, 4, 8, 8])], /--factor must be a positive number, got nothing/],
+    ['upscaler weights as a TAESD decoder', async () => ['net', '--arch', 'taesd-decoder', '--weights', weightsPath(conformanceCase('upscaler-x2.0')), await latentFile('o.safetensors', [1, 4, 8, 8])], /missing key "1\.weight"/],
+    ['a latent beyond the size limit for the TAESD decoder', async () => ['net', '--arch', 'taesd-decoder', '--weights', weightsPath(conformanceCase('taesd-decoder-4ch')), await latentFile('q.safetensors', [1, 4, 1025, 1])], /target height 1025 latent pixels is, beyond the limit of 1024 \(--max-side\)/],
+    ['a latent of the wrong family for the TAESD decoder', async () => ['net', '--arch', 'taesd-decoder', '--weights', weightsPath(conformanceCase('taesd-decoder-16ch')), await latentFile('p.safetensors', [1, 4, 8, 8])], /TAESD decoder: 16->64->3 channels, x8 takes 16 channels, but the input has 4/],
   ];
   it('refuses an output folder that does not exist, without a stack trace', async () => {
     const result = await cli('upscale', '--family', 'v1', '--scale', '0.5', '--models', models, await latentFile('l.safetensors', [1, 4, 8, 8]), path.join(work, 'absent', 'out.safetensors'));

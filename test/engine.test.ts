@@ -7,6 +7,7 @@ import { FAMILIES, type FamilyName } from '../src/families.ts';
 import { makeLatent, toRaw, toSpace, type Latent } from '../src/latent.ts';
 import { DEFAULT_WORK_LIMITS } from '../src/limits.ts';
 import { describeStep, planJob, type Job, type Plan } from '../src/planner.ts';
+import { imageFromDecoded } from '../src/preview.ts';
 import { resizeBilinear } from '../src/resize.ts';
 import { LoadedNetwork, Runtime } from '../src/runtime.ts';
 import { ModelStore } from '../src/store/store.ts';
@@ -186,6 +187,37 @@ describe('engine', () => {
     await upscale(latent, size(12, 12), small);
     expect(small.loadedModels()).toEqual(['upscaler-v1-x1.5']);
     await vi.waitFor(() => expect(release).toHaveBeenCalledTimes(1));
+  });
+
+  it('decodes TAESD previews as the reference decoder does, from the model-space latent, clamped to bytes', async () => {
+    for (const [name, family] of [['taesd-decoder-4ch', 'xl'], ['taesd-decoder-16ch', 'fx']] as const) {
+      const { input, output } = await conformanceIO(conformanceCase(name));
+      const latent = makeLatent(family, 'model', input.shape, input.data);
+      const image = await engine.decodePreview(latent, {});
+      const [, , height, width] = output.shape;
+      expect([image.width, image.height]).toEqual([width, height]);
+      // The reference output's bytes the way previews make them: clamped to [0, 1], * 255, rounded.
+      const expected = imageFromDecoded(output, {});
+      let worst = 0;
+      for (let i = 0; i < expected.data.length; i++) worst = Math.max(worst, Math.abs(image.data[i] - expected.data[i]));
+      expect(worst).toBeLessThanOrEqual(1);
+      // The same latent given in raw space is the same picture: decoders take model space.
+      const again = await engine.decodePreview(toRaw(latent), {});
+      expect(again.data.every((v, i) => Math.abs(v - image.data[i]) <= 1)).toBe(true);
+    }
+  });
+
+  it('decodes one batch item or the grid, and refuses a family without a decoder', async () => {
+    const latent = makeLatent('v1', 'model', [3, 4, 4, 5], seededData(3 * 4 * 20, 16, 2));
+    const second = await engine.decodePreview(latent, { index: 1 });
+    expect([second.width, second.height]).toEqual([40, 32]);
+    const alone = await engine.decodePreview(makeLatent('v1', 'model', [1, 4, 4, 5], latent.data.slice(80, 160)), {});
+    expect(second.data).toEqual(alone.data);
+    const grid = await engine.decodePreview(latent, { grid: true });
+    expect([grid.width, grid.height]).toEqual([80, 64]);
+    const rowOf = (image: { width: number; data: Uint8Array }, y: number, x0: number, w: number) => image.data.slice((y * image.width + x0) * 3, (y * image.width + x0 + w) * 3);
+    expect(rowOf(grid, 5, 40, 40)).toEqual(rowOf(second, 5, 0, 40));
+    expect((await failure(engine.decodePreview(makeLatent('ca', 'model', [1, 4, 4, 4], new Float32Array(64)), {}))).code).toBe('unsupported_direction');
   });
 
   it('releases networks nobody used for idleMs', async () => {

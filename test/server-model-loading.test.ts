@@ -8,7 +8,7 @@ import { silentProgress } from '../src/store/download-progress.ts';
 import { specsNamed } from '../src/store/registry.ts';
 import { ModelStore } from '../src/store/store.ts';
 import { CONFORMANCE_DIR, seededData } from './support/conformance.ts';
-import { FakeHub, hostModel } from './support/fake-hub.ts';
+import { FakeHub, hostModel, pinnedTo } from './support/fake-hub.ts';
 import { STAND_INS } from './support/models-dir.ts';
 import { startTestServer, TestClient, wireTensor, type TestServer } from './support/server-harness.ts';
 
@@ -20,8 +20,11 @@ describe('requests waiting for a model download', () => {
 
   beforeEach(async () => {
     hub = await FakeHub.start();
-    const [spec] = specsNamed(['upscaler-v1-x2.0']);
-    hostModel(hub, spec, readFileSync(path.join(CONFORMANCE_DIR, `${STAND_INS[spec.name]}.weights.safetensors`)));
+    const [realSpec] = specsNamed(['upscaler-v1-x2.0']);
+    const weights = readFileSync(path.join(CONFORMANCE_DIR, `${STAND_INS[realSpec.name]}.weights.safetensors`));
+    // Downloads must match the registry's pin: the stand-in weights play the pinned file.
+    const spec = pinnedTo(realSpec, weights);
+    hostModel(hub, spec, weights);
     release = hub.holdTransfers();
     const work = mkdtempSync(path.join(os.tmpdir(), 'latent-bridge-loading-'));
     const store = new ModelStore({
@@ -31,6 +34,7 @@ describe('requests waiting for a model download', () => {
       stateDir: path.join(work, 'state'),
       offline: false,
       progress: silentProgress,
+      registry: [spec],
     });
     server = await startTestServer({ store, limits: { maxJobsPerClient: 2 } });
   });

@@ -137,4 +137,33 @@ describe('FairScheduler', () => {
     expect(await running).toBe('done');
     expect(ran).toBe(false);
   });
+
+  it('runs background work only when no request waits, and a request waits for at most the one running', async () => {
+    const scheduler = new FairScheduler({ concurrency: 1, maxPerClient: 10, maxQueued: 100 });
+    const started: string[] = [];
+    const first = gate();
+    const decoding = gate();
+    const task = (name: string, wait?: Promise<void>) => async () => {
+      started.push(name);
+      await wait;
+      return name;
+    };
+    const work = [scheduler.submit('a', task('request 1', first.opened)), scheduler.submitBackground(task('decode 1', decoding.opened))];
+    work.push(scheduler.submit('b', task('request 2')));
+    expect(started).toEqual(['request 1']);
+    first.open();
+    await work[2];
+    // Request 2 came after decode 1 but went first; decode 1 then took the slot.
+    expect(started).toEqual(['request 1', 'request 2', 'decode 1']);
+    work.push(scheduler.submit('a', task('request 3')), scheduler.submitBackground(task('decode 2')));
+    await Promise.resolve();
+    expect(started).toEqual(['request 1', 'request 2', 'decode 1']);
+    decoding.open();
+    await Promise.all(work);
+    expect(started).toEqual(['request 1', 'request 2', 'decode 1', 'request 3', 'decode 2']);
+    // Background work counts against no client's limits, and is refused once draining.
+    expect([scheduler.running, scheduler.queued]).toEqual([0, 0]);
+    await scheduler.drain(new BridgeError('busy', 'closing'));
+    await expect(scheduler.submitBackground(task('late'))).rejects.toThrow(/closing|shutting down/);
+  });
 });

@@ -4,16 +4,27 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BridgeError } from '../src/errors.ts';
-import { silentProgress } from '../src/store/download-progress.ts';
+import { formatBytes, silentProgress } from '../src/store/download-progress.ts';
 import { specsNamed, UPSCALER_REVISION } from '../src/store/registry.ts';
 import { ModelStore, type ModelStoreOptions } from '../src/store/store.ts';
 import { storeOptionsFromEnv } from '../src/store/store-options.ts';
 import { CONFORMANCE_DIR } from './support/conformance.ts';
-import { FakeHub, hostModel, sha256Hex } from './support/fake-hub.ts';
+import { FakeHub, hostModel, pinnedTo, sha256Hex } from './support/fake-hub.ts';
 
 const XL_TO_V1 = readFileSync(path.join(CONFORMANCE_DIR, 'interposer-xl-to-v1.weights.safetensors'));
 const UPSCALER = readFileSync(path.join(CONFORMANCE_DIR, 'upscaler-x1.25-small.weights.safetensors'));
 const MAIN_COMMIT = 'c0ffee0000000000000000000000000000000001';
+
+/** The same size, one byte different: what a mirror serving another version of a file sends. */
+function altered(content: Buffer): Buffer {
+  const other = Buffer.from(content);
+  other[other.length - 1] ^= 0xff;
+  return other;
+}
+
+async function until(condition: () => Promise<boolean>): Promise<void> {
+  while (!(await condition())) await new Promise((resolve) => setTimeout(resolve, 20));
+}
 
 async function rejection(promise: Promise<unknown>): Promise<BridgeError> {
   const error = await promise.then(
@@ -28,7 +39,10 @@ describe('model store downloads from a hub', () => {
   let hub: FakeHub;
   let work: string;
   let cacheDir: string;
-  const [interposer, upscaler] = specsNamed(['interposer-xl-to-v1', 'upscaler-v1-x1.25']);
+  const [interposer, realUpscaler] = specsNamed(['interposer-xl-to-v1', 'upscaler-v1-x1.25']);
+  // The registry pins the real upscaler's sha256; the stand-in weights play that file.
+  const upscaler = pinnedTo(realUpscaler, UPSCALER);
+  const registry = [interposer, upscaler];
 
   beforeEach(async () => {
     hub = await FakeHub.start();
@@ -49,6 +63,7 @@ describe('model store downloads from a hub', () => {
       stateDir: path.join(work, 'state'),
       offline: false,
       progress: silentProgress,
+      registry,
       ...options,
     });
   }
@@ -165,14 +180,14 @@ describe('model store downloads from a hub', () => {
     const env = { HF_ENDPOINT: `${hub.url}/`, HF_TOKEN: 'hf_test_token', HF_HUB_CACHE: cacheDir, XDG_STATE_HOME: work, HOME: work };
     const options = storeOptionsFromEnv({ modelDirs: [path.join(work, 'models')] }, env);
     expect(options.hubUrl).toBe(hub.url);
-    const file = await new ModelStore({ ...options, progress: silentProgress }).resolve(upscaler);
+    const file = await new ModelStore({ ...options, progress: silentProgress, registry }).resolve(upscaler);
     expect(sha256Hex(await readFile(file))).toBe(sha256Hex(UPSCALER));
     for (const request of hub.requests) {
       expect(request.authorization).toBe('Bearer hf_test_token');
     }
 
     const anonymous = storeOptionsFromEnv({}, { HF_ENDPOINT: hub.url, HF_HUB_CACHE: path.join(work, 'other'), XDG_STATE_HOME: work, HOME: work });
-    const error = await rejection(new ModelStore({ ...anonymous, progress: silentProgress }).resolve(upscaler));
+    const error = await rejection(new ModelStore({ ...anonymous, progress: silentProgress, registry }).resolve(upscaler));
     expect(error.message).toContain('(401): set HF_TOKEN');
   });
 
@@ -215,5 +230,130 @@ describe('model store downloads from a hub', () => {
     const error = await rejection(store().resolve(upscaler));
     expect(error.message).toContain('the disk is full');
     expect(error.message).toContain('HF_HUB_CACHE');
+  });
+
+  it('refuses, before transferring, a pinned file that a mirror reports with another self-consistent sha256', async () => {
+    const mirror = await FakeHub.start();
+    try {
+      const other = altered(UPSCALER);
+      hostModel(mirror, upscaler, other);
+      const error = await rejection(store({ hubUrl: mirror.url }).resolve(upscaler));
+      expect(error.code).toBe('model_unavailable');
+      expect(error.message).toContain(`${mirror.url} reports sha256 ${sha256Hex(other)} for ${upscaler.repo}/${upscaler.path} at ${upscaler.revision}`);
+      expect(error.message).toContain(`the sha256 latent-bridge pins is ${upscaler.sha256}; nothing was downloaded`);
+      expect(mirror.count('/cdn/')).toBe(0);
+      await expect(stat(path.join(cacheDir, 'models--city96--SD-Latent-Upscaler'))).rejects.toThrow();
+    } finally {
+      await mirror.close();
+    }
+  });
+
+  it('refuses bytes that do not hash to the pin even when the hub reports the pinned sha256, and publishes nothing', async () => {
+    hostModel(hub, upscaler, UPSCALER);
+    hub.tamper(upscaler.repo, upscaler.path);
+    const error = await rejection(store().resolve(upscaler));
+    expect(error.message).toMatch(/sha256 .* reports .*discarded/);
+    const repoDir = path.join(cacheDir, 'models--city96--SD-Latent-Upscaler');
+    expect(await readdir(path.join(repoDir, 'blobs'))).toEqual([]);
+    await expect(stat(path.join(repoDir, 'snapshots'))).rejects.toThrow();
+  });
+
+  it('trusts the first verified download of an unpinned file and holds later ones at that revision, through any mirror, to it', async () => {
+    const sha = hostModel(hub, interposer, XL_TO_V1, MAIN_COMMIT);
+    await store().resolve(interposer);
+    const mirror = await FakeHub.start();
+    try {
+      const other = altered(XL_TO_V1);
+      hostModel(mirror, interposer, other, MAIN_COMMIT);
+      const mirrored = { hubUrl: mirror.url, cacheDir: path.join(work, 'other-cache') };
+      const error = await rejection(store(mirrored).resolve(interposer));
+      expect(error.code).toBe('model_unavailable');
+      expect(error.message).toContain(`${mirror.url} reports sha256 ${sha256Hex(other)}`);
+      expect(error.message).toContain(`the sha256 of its first verified download (${new Date().toISOString().slice(0, 10)}, from ${hub.url}) is ${sha}`);
+      expect(error.message).toContain(`latent-bridge models forget ${interposer.name}`);
+      expect(error.message).toContain(path.join(work, 'state', 'verified.json'));
+      expect(mirror.count('/cdn/')).toBe(0);
+
+      // Another revision of the file is another file: not held to it.
+      const pinnedCommit = { ...interposer, revision: MAIN_COMMIT };
+      const atCommit = await store({ ...mirrored, registry: [pinnedCommit] }).resolve(pinnedCommit);
+      expect(sha256Hex(await readFile(atCommit))).toBe(sha256Hex(other));
+
+      // Forgotten, the next verified download is trusted anew, and the first one is now the one refused.
+      const [forgot] = await store().forgetTrusted([interposer]);
+      expect(forgot.forgotten?.sha256).toBe(sha);
+      const file = await store({ ...mirrored, cacheDir: path.join(work, 'third-cache') }).resolve(interposer);
+      expect(sha256Hex(await readFile(file))).toBe(sha256Hex(other));
+      const back = await rejection(store({ cacheDir: path.join(work, 'fourth-cache') }).resolve(interposer));
+      expect(back.message).toContain(`from ${mirror.url}) is ${sha256Hex(other)}`);
+    } finally {
+      await mirror.close();
+    }
+  });
+
+  it('close() cancels a download stalled mid-file, keeps only the .incomplete, and refuses new downloads', async () => {
+    const sha = hostModel(hub, interposer, XL_TO_V1, MAIN_COMMIT);
+    const stalled = hub.stallTransfers(1_000_000);
+    const lines: string[] = [];
+    const models = store({ logger: (line) => lines.push(line) });
+    const download = rejection(models.resolve(interposer));
+    await stalled;
+    const blobs = path.join(cacheDir, 'models--city96--SD-Latent-Interposer', 'blobs');
+    const incomplete = path.join(blobs, `${sha}.incomplete`);
+    await until(async () => (await stat(incomplete).catch(() => undefined))?.size === 1_000_000);
+
+    await models.close();
+    const error = await download;
+    expect(error.code).toBe('model_unavailable');
+    const cancelled = `cancelled the download of ${interposer.name} at ${formatBytes(1_000_000)} of ${formatBytes(XL_TO_V1.length)}; the partial file ${incomplete} is kept to resume`;
+    expect(error.message).toContain(cancelled);
+    expect(lines.at(-1)).toBe(cancelled);
+    expect(await readdir(blobs)).toEqual([`${sha}.incomplete`]);
+    await expect(stat(path.join(cacheDir, 'models--city96--SD-Latent-Interposer', 'snapshots'))).rejects.toThrow();
+    expect((await rejection(models.resolve(interposer))).message).toContain('no new downloads');
+
+    // A later run resumes the partial file.
+    const next = await FakeHub.start();
+    try {
+      hostModel(next, interposer, XL_TO_V1, MAIN_COMMIT);
+      const file = await store({ hubUrl: next.url }).resolve(interposer);
+      expect(sha256Hex(await readFile(file))).toBe(sha);
+      expect(next.requests.find((r) => r.path.startsWith('/cdn/'))?.range).toBe('bytes=1000000-');
+    } finally {
+      await next.close();
+    }
+  });
+
+  it('stops retrying once cancelled', async () => {
+    hostModel(hub, interposer, XL_TO_V1, MAIN_COMMIT);
+    hub.cutTransfers(200_000, 100);
+    const models: ModelStore = store({
+      downloadAttempts: 50,
+      logger: (line) => {
+        if (line.includes('broke off')) void models.close();
+      },
+    });
+    const error = await rejection(models.resolve(interposer));
+    expect(error.message).toContain('cancelled the download');
+    expect(hub.count('/cdn/')).toBe(1);
+  });
+
+  it('says in one line each when a download starts and ends (size, time, speed), and why one failed', async () => {
+    hostModel(hub, interposer, XL_TO_V1, MAIN_COMMIT);
+    const lines: string[] = [];
+    await store({ logger: (line) => lines.push(line) }).resolve(interposer);
+    const size = formatBytes(XL_TO_V1.length).replace('.', '\\.');
+    expect(lines).toEqual([
+      `downloading ${interposer.name}: ${formatBytes(XL_TO_V1.length)} from ${hub.url}`,
+      expect.stringMatching(new RegExp(`^downloaded ${interposer.name}: ${size} in \\d+\\.\\d s \\([\\d.]+ (B|KiB|MiB|GiB)/s\\)$`)),
+    ]);
+
+    lines.length = 0;
+    const error = await rejection(store({ logger: (line) => lines.push(line) }).resolve(upscaler));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(new RegExp(`^download of ${upscaler.name} failed after \\d+\\.\\d s: `));
+    expect(lines[0]).toContain(error.message);
+    expect(lines[0]).toContain('(404)');
+    expect(lines[0]).not.toContain('\n');
   });
 });

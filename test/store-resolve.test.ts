@@ -7,10 +7,10 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BridgeError } from '../src/errors.ts';
 import { silentProgress } from '../src/store/download-progress.ts';
 import { type ModelSpec, specsNamed, UPSCALER_REVISION } from '../src/store/registry.ts';
-import { ModelStore, type ModelStoreOptions } from '../src/store/store.ts';
+import { ModelStore, type ModelStatus, type ModelStoreOptions } from '../src/store/store.ts';
 import { PACKAGE_MODELS_DIR, hubCacheDir, resolveStoreOptions, storeOptionsFromEnv } from '../src/store/store-options.ts';
 import { CONFORMANCE_DIR } from './support/conformance.ts';
-import { FakeHub, hostModel, sha256Hex } from './support/fake-hub.ts';
+import { FakeHub, hostModel, pinnedTo, sha256Hex } from './support/fake-hub.ts';
 
 const V1_TO_V3 = readFileSync(path.join(CONFORMANCE_DIR, 'interposer-v1-to-v3-small.weights.safetensors'));
 const UPSCALER = readFileSync(path.join(CONFORMANCE_DIR, 'upscaler-x1.25-small.weights.safetensors'));
@@ -71,24 +71,28 @@ describe('model store lookup order', () => {
 
   it('reuses a file cached for the pinned upscaler commit (no ref needed)', async () => {
     const snapshot = await pythonCacheFile(cache, upscaler, UPSCALER_REVISION, UPSCALER);
-    expect(await store({ offline: true }).resolve(upscaler)).toBe(snapshot);
+    const pinned = pinnedTo(upscaler, UPSCALER);
+    expect(await store({ offline: true, registry: [pinned] }).resolve(pinned)).toBe(snapshot);
   });
 
   it('recognises the same bytes cached under another commit by their sha256', async () => {
     const otherCommit = 'abcdefabcdefabcdefabcdefabcdefabcdefabcd';
     const snapshot = await pythonCacheFile(cache, upscaler, otherCommit, UPSCALER, 'main');
     expect(upscaler.sha256).toMatch(/^[0-9a-f]{64}$/);
-    const pinned = { ...upscaler, sha256: sha256Hex(UPSCALER) };
+    const pinned = pinnedTo(upscaler, UPSCALER);
     expect(await store({ offline: true, registry: [pinned] }).resolve(pinned)).toBe(snapshot);
     await expect(store({ offline: true, registry: [{ ...upscaler, sha256: 'f'.repeat(64) }] }).resolve(upscaler)).rejects.toThrow(/downloads are off/);
   });
 
-  it('does not use a cached blob whose bytes no longer match its sha256 name', async () => {
-    await pythonCacheFile(cache, interposer, PYTHON_COMMIT, V1_TO_V3, 'main');
+  it('does not use a cached blob whose bytes no longer match its sha256 name, and says where it is', async () => {
+    const snapshot = await pythonCacheFile(cache, interposer, PYTHON_COMMIT, V1_TO_V3, 'main');
     await writeFile(path.join(cache, 'models--city96--SD-Latent-Interposer', 'blobs', sha256Hex(V1_TO_V3)), Buffer.from('damaged'));
     const error = await store({ offline: true }).resolve(interposer).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(BridgeError);
-    expect((error as BridgeError).message).toContain('does not match its sha256');
+    const message = (error as BridgeError).message;
+    expect(message).toContain(`the cached copy at ${snapshot} was rejected`);
+    expect(message).toContain(`its sha256 is ${sha256Hex(Buffer.from('damaged'))}, not the sha256 its cache blob is named by (${sha256Hex(V1_TO_V3)})`);
+    expect(message).toContain('downloads are off');
   });
 
   it('prefers the models folder over the cache, flat or under v4.0/', async () => {
@@ -145,6 +149,24 @@ describe('model store lookup order', () => {
     }
   });
 
+  it('rejects a damaged cached copy online, says where it is, and downloads it again', async () => {
+    const snapshot = await pythonCacheFile(cache, interposer, PYTHON_COMMIT, V1_TO_V3, 'main');
+    await writeFile(path.join(cache, 'models--city96--SD-Latent-Interposer', 'blobs', sha256Hex(V1_TO_V3)), Buffer.from('damaged'));
+    const hub = await FakeHub.start();
+    try {
+      hostModel(hub, interposer, V1_TO_V3, PYTHON_COMMIT);
+      const lines: string[] = [];
+      const file = await store({ hubUrl: hub.url, logger: (line) => lines.push(line) }).resolve(interposer);
+      expect(sha256Hex(readFileSync(file))).toBe(sha256Hex(V1_TO_V3));
+      expect(lines[0]).toBe(
+        `${interposer.name}: the cached copy at ${snapshot} was rejected: its sha256 is ${sha256Hex(Buffer.from('damaged'))}, ` +
+          `not the sha256 its cache blob is named by (${sha256Hex(V1_TO_V3)}); downloading it again`,
+      );
+    } finally {
+      await hub.close();
+    }
+  });
+
   it('writes a cache that the Python lookup (refs/main -> snapshots/<commit>/<path>) finds', async () => {
     const hub = await FakeHub.start();
     try {
@@ -157,6 +179,153 @@ describe('model store lookup order', () => {
     } finally {
       await hub.close();
     }
+  });
+});
+
+describe('files users already have under the names other tools use', () => {
+  let work: string;
+  let models: string;
+  let comfy: string;
+  let vaeApprox: string;
+  const [base] = specsNamed(['interposer-v1-to-v3']);
+  // Shaped like the TAESD decoder entries: ComfyUI finds taesd_decoder* in models/vae_approx/.
+  const decoder: ModelSpec = {
+    ...base,
+    name: 'taesd-decoder-v1',
+    repo: 'madebyollin/taesd',
+    revision: 'main',
+    path: 'taesd_decoder.safetensors',
+    fileName: 'taesd_decoder.safetensors',
+    localPrefixes: ['taesd_decoder'],
+  };
+
+  beforeEach(async () => {
+    work = await mkdtemp(path.join(os.tmpdir(), 'store-local-'));
+    models = path.join(work, 'models');
+    comfy = path.join(work, 'ComfyUI');
+    vaeApprox = path.join(comfy, 'models', 'vae_approx');
+    await mkdir(models);
+    await mkdir(vaeApprox, { recursive: true });
+  });
+
+  afterEach(async () => {
+    await rm(work, { recursive: true, force: true });
+  });
+
+  function store(options: Partial<ModelStoreOptions> = {}): ModelStore {
+    return new ModelStore({
+      modelDirs: [models],
+      comfyUiDir: comfy,
+      hubUrl: 'http://127.0.0.1:1',
+      cacheDir: path.join(work, 'hub'),
+      stateDir: path.join(work, 'state'),
+      offline: true,
+      progress: silentProgress,
+      registry: [decoder],
+      ...options,
+    });
+  }
+
+  it('takes the first .safetensors file in sorted order whose name starts with the prefix, as ComfyUI does', async () => {
+    await mkdir(path.join(vaeApprox, 'taesd_decoder.0.safetensors'));
+    // Written out of order: the folder's own order must not decide.
+    for (const name of ['taesd_decoder.c.safetensors', 'taesd_decoder.b.safetensors', 'taesd_decoder_fp16.safetensors', 'taesd_decoder.a.pth', 'taesdxl_decoder.safetensors']) {
+      await writeFile(path.join(vaeApprox, name), UPSCALER);
+    }
+    const chosen = path.join(vaeApprox, 'taesd_decoder.b.safetensors');
+    expect(await store().resolve(decoder)).toBe(chosen);
+    expect(await store().list()).toEqual([expect.objectContaining({ name: decoder.name, present: true, source: 'models', path: chosen, size: UPSCALER.length })]);
+
+    // The file under the registry's own name comes first in its folder.
+    await writeFile(path.join(vaeApprox, decoder.fileName), UPSCALER);
+    expect(await store().resolve(decoder)).toBe(path.join(vaeApprox, decoder.fileName));
+  });
+
+  it('searches the models folders, by name then by prefix, before the ComfyUI install', async () => {
+    await writeFile(path.join(vaeApprox, decoder.fileName), UPSCALER);
+    const mine = path.join(models, 'taesd_decoder_mine.safetensors');
+    await writeFile(mine, UPSCALER);
+    expect(await store().resolve(decoder)).toBe(mine);
+    // Without the install, the ComfyUI folder is not searched.
+    await rm(mine);
+    await expect(store({ comfyUiDir: undefined }).resolve(decoder)).rejects.toThrow(/downloads are off/);
+  });
+
+  it("finds city96's interposer and upscaler node folders in the ComfyUI install", async () => {
+    const nodeModels = path.join(comfy, 'custom_nodes', 'SD-Latent-Interposer', 'models', 'v4.0');
+    await mkdir(nodeModels, { recursive: true });
+    await writeFile(path.join(nodeModels, base.fileName), V1_TO_V3);
+    expect(await store({ registry: [base] }).resolve(base)).toBe(path.join(nodeModels, base.fileName));
+  });
+
+  it('reads the install from LATENT_BRIDGE_COMFYUI, the flag first, and refuses a folder without models/', () => {
+    expect(storeOptionsFromEnv({}, { LATENT_BRIDGE_COMFYUI: comfy }).comfyUiDir).toBe(comfy);
+    expect(storeOptionsFromEnv({ comfyUiDir: comfy }, { LATENT_BRIDGE_COMFYUI: work }).comfyUiDir).toBe(comfy);
+    expect(storeOptionsFromEnv({}, {}).comfyUiDir).toBeUndefined();
+    expect(() => storeOptionsFromEnv({}, { LATENT_BRIDGE_COMFYUI: models })).toThrow(`the ComfyUI folder ${models} has no models/ folder`);
+  });
+});
+
+describe('listing models', () => {
+  let work: string;
+  let models: string;
+  const [realInterposer, realUpscaler] = specsNamed(['interposer-v1-to-v3', 'upscaler-v1-x1.25']);
+  // Both pinned, so that verifying them offline records them.
+  const upscaler = pinnedTo(realUpscaler, UPSCALER);
+  const interposer = pinnedTo(realInterposer, V1_TO_V3);
+
+  beforeEach(async () => {
+    work = await mkdtemp(path.join(os.tmpdir(), 'store-list-'));
+    models = path.join(work, 'models');
+    await mkdir(models);
+  });
+
+  afterEach(async () => {
+    await rm(work, { recursive: true, force: true });
+  });
+
+  function store(): ModelStore {
+    return new ModelStore({
+      modelDirs: [models],
+      hubUrl: 'http://127.0.0.1:1',
+      cacheDir: path.join(work, 'hub'),
+      stateDir: path.join(work, 'state'),
+      offline: true,
+      progress: silentProgress,
+      registry: [interposer, upscaler],
+    });
+  }
+
+  const statusOf = async (listing: Promise<ModelStatus[]>, name: string) => (await listing).find((s) => s.name === name);
+
+  it('follows files dropped in, replaced and deleted, and what another store records, between calls on one store', async () => {
+    const models1 = store();
+    expect(await statusOf(models1.list(), upscaler.name)).toMatchObject({ present: false });
+    const file = path.join(models, upscaler.fileName);
+    await writeFile(file, UPSCALER);
+    await writeFile(path.join(models, interposer.fileName), V1_TO_V3);
+    expect(await statusOf(models1.list(), upscaler.name)).toMatchObject({ present: true, verified: false, path: file });
+
+    // Another store (another process, say) verifies one file, then the other: each record it writes shows.
+    expect((await store().verify([upscaler]))[0].outcome).toBe('verified');
+    expect(await statusOf(models1.list(), upscaler.name)).toMatchObject({ present: true, verified: true });
+    expect(await statusOf(models1.list(), interposer.name)).toMatchObject({ present: true, verified: false });
+    expect((await store().verify([interposer]))[0].outcome).toBe('verified');
+    expect(await statusOf(models1.list(), interposer.name)).toMatchObject({ present: true, verified: true });
+
+    await writeFile(file, V1_TO_V3);
+    expect(await statusOf(models1.list(), upscaler.name)).toMatchObject({ present: true, verified: false, size: V1_TO_V3.length });
+    await rm(file);
+    expect(await statusOf(models1.list(), upscaler.name)).toMatchObject({ present: false });
+  });
+
+  it('answers a burst of concurrent calls with at most two listings, each one the same for every call it serves', async () => {
+    await writeFile(path.join(models, interposer.fileName), V1_TO_V3);
+    const models1 = store();
+    const listings = await Promise.all(Array.from({ length: 50 }, () => models1.list()));
+    expect(new Set(listings).size).toBeLessThanOrEqual(2);
+    for (const listing of listings) expect(listing).toEqual(listings[0]);
+    expect(await statusOf(Promise.resolve(listings[0]), interposer.name)).toMatchObject({ present: true });
   });
 });
 

@@ -1,5 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { buildNetwork, type NetworkGraph } from '../src/networks/network.ts';
+import { buildNetwork } from '../src/networks/network.ts';
+import type { NetworkGraph } from '../src/networks/network-graph.ts';
 import { Runtime, type LoadedNetwork } from '../src/runtime.ts';
 import { readSafetensors } from '../src/safetensors.ts';
 import { tensor4 } from '../src/tensor.ts';
@@ -30,6 +31,9 @@ describe('tiling', () => {
     ['upscaler-x1.25-small', undefined, [1, 4, 53, 38], 24],
     ['upscaler-x1.5', undefined, [1, 4, 45, 31], 64],
     ['upscaler-x2.0', undefined, [1, 4, 37, 29], 64],
+    // Tiles of 60 latent rows: 20 kept between margins of 20, the decoder's receptive field.
+    ['taesd-decoder-4ch', undefined, [1, 4, 70, 9], 256],
+    ['taesd-decoder-16ch', undefined, [1, 16, 9, 64], 256],
   ];
   for (const [name, factor, shape, tile] of cases) {
     it(`${name} on [${shape.join(', ')}] in ${tile}-pixel tiles equals the untiled run`, async () => {

@@ -24,6 +24,7 @@ export const WORK_LIMIT_USAGE = `  --max-side N        largest requested height 
 export const ENGINE_OPTIONS = {
   models: { type: 'string', multiple: true },
   offline: { type: 'boolean' },
+  comfyui: { type: 'string' },
   device: { type: 'string' },
   tensor: { type: 'string' },
   ...WORK_LIMIT_OPTIONS,
@@ -31,6 +32,7 @@ export const ENGINE_OPTIONS = {
 
 export const ENGINE_USAGE = `  --models DIR        also look for weight files in DIR (repeatable; LATENT_BRIDGE_MODELS too)
   --offline           never download (HF_HUB_OFFLINE=1 does the same)
+  --comfyui DIR       also use the weight files of the ComfyUI install in DIR (LATENT_BRIDGE_COMFYUI too)
   --device D          ${DEVICE_CHOICES.join('|')} (default auto: CUDA when installed, else CPU; LATENT_BRIDGE_DEVICE)
   --tensor NAME       the input tensor to read (default: the file's only tensor)
 ${WORK_LIMIT_USAGE}`;
@@ -86,9 +88,22 @@ export function readDevice(values: Readonly<Record<string, unknown>>, env: Env =
   return choice;
 }
 
-/** The model store as every command builds it: `--models` folders, `--offline`, then the environment. */
-export function createModelStore(values: { models?: string[]; offline?: boolean }): ModelStore {
-  return new ModelStore(storeOptionsFromEnv({ modelDirs: values.models, offline: values.offline }));
+/** The options that say where the model store looks. */
+export interface StoreValues {
+  models?: string[];
+  offline?: boolean;
+  comfyui?: string;
+}
+
+/**
+ * The model store as every command builds it: `--models` folders, `--offline`, `--comfyui`, then
+ * the environment. It says on stderr when a download starts, ends, fails or is cancelled.
+ */
+export function createModelStore(values: StoreValues): ModelStore {
+  return new ModelStore({
+    ...storeOptionsFromEnv({ modelDirs: values.models, offline: values.offline, comfyUiDir: values.comfyui }),
+    logger: (line) => console.error(line),
+  });
 }
 
 export async function createRuntime(values: Readonly<Record<string, unknown>>): Promise<Runtime> {
@@ -99,7 +114,7 @@ export async function createRuntime(values: Readonly<Record<string, unknown>>): 
  * Runs a job within the limits (the same decision the server makes), saying on stderr what each
  * step does, so a long job is never silent.
  */
-export async function runJob(job: Job, values: { models?: string[]; offline?: boolean } & Record<string, unknown>, limits: WorkLimits) {
+export async function runJob(job: Job, values: StoreValues & Record<string, unknown>, limits: WorkLimits) {
   const engine = new Engine({ source: createModelStore(values), runtime: await createRuntime(values) });
   try {
     const { plan, latent } = await engine.perform(job, limits, (step) => console.error(`running ${describeStep(step)}`));

@@ -5,23 +5,31 @@ import { MODEL_SPECS, specsNamed } from '../store/registry.ts';
 import type { ModelStatus, ModelStore } from '../store/store.ts';
 import { createModelStore } from './engine-setup.ts';
 import type { Command } from './command.ts';
+import { onStopSignal, signalExitCode, type StopSignal } from './stop-signal.ts';
 
 const usage = `usage: latent-bridge models list [--json]
        latent-bridge models pull NAME... | --all
        latent-bridge models verify [NAME...] [--json]
+       latent-bridge models forget NAME...
 
 Shows, downloads and checks city96's interposer and upscaler weights. Lookup order: the
 --models folders, LATENT_BRIDGE_MODELS, the package's models/ folder (each flat or under
-v4.0/), the Hugging Face cache (HF_HUB_CACHE / HF_HOME, shared with Python tools), then a
-download from the hub (HF_ENDPOINT for a mirror, HF_TOKEN for a token) into that cache.
+v4.0/), the ComfyUI install of --comfyui, the Hugging Face cache (HF_HUB_CACHE / HF_HOME,
+shared with Python tools), then a download from the hub (HF_ENDPOINT for a mirror, HF_TOKEN
+for a token) into that cache. A download must have the sha256 latent-bridge pins for the
+file or, where it pins none, the one the file's first verified download had; \`forget\`
+drops that record (after the file really changed upstream). SIGINT or SIGTERM stops a pull;
+the partial file is kept and the next pull resumes it.
 
   --models DIR        also look for weight files in DIR (repeatable)
+  --comfyui DIR       also use the weight files of the ComfyUI install in DIR (LATENT_BRIDGE_COMFYUI too)
   --offline           never use the network (HF_HUB_OFFLINE=1 does the same)
   --all               pull: every known model
   --json              list/verify: print JSON instead of a table`;
 
 const OPTIONS = {
   models: { type: 'string', multiple: true },
+  comfyui: { type: 'string' },
   offline: { type: 'boolean' },
   all: { type: 'boolean' },
   json: { type: 'boolean' },
@@ -84,16 +92,32 @@ export const command: Command = {
     if (action === 'pull') {
       if ((values.all === true) === (names.length > 0)) throw new BridgeError('bad_request', `give model names or --all\n\n${usage}`);
       const specs = values.all === true ? MODEL_SPECS : specsNamed(names);
+      let stoppedBy: StopSignal | undefined;
+      // The store says which downloads the signal cancelled and what each one keeps.
+      const stopListening = onStopSignal((signal) => {
+        stoppedBy = signal;
+        void store.close();
+      });
       let failed = 0;
-      for (const spec of specs) {
-        try {
-          const [status] = await store.pull([spec]);
-          console.log(`${spec.name}: ${status.path} (${status.source}${status.verified ? ', sha256 verified' : ''})`);
-        } catch (error) {
-          if (!(error instanceof BridgeError)) throw error;
-          failed += 1;
-          console.error(`${spec.name}: ${error.message}`);
+      try {
+        for (const spec of specs) {
+          if (stoppedBy !== undefined) break;
+          try {
+            const [status] = await store.pull([spec]);
+            console.log(`${spec.name}: ${status.path} (${status.source}${status.verified ? ', sha256 verified' : ''})`);
+          } catch (error) {
+            if (!(error instanceof BridgeError)) throw error;
+            if (stoppedBy !== undefined) break;
+            failed += 1;
+            console.error(`${spec.name}: ${error.message}`);
+          }
         }
+      } finally {
+        stopListening();
+      }
+      if (stoppedBy !== undefined) {
+        console.error(`${stoppedBy}: pull stopped; run the same command again to resume`);
+        return signalExitCode(stoppedBy);
       }
       if (failed > 0) console.error(`${failed} of ${specs.length} models could not be pulled`);
       return failed > 0 ? 1 : 0;
@@ -115,6 +139,16 @@ export const command: Command = {
       return mismatches > 0 ? 1 : 0;
     }
 
-    throw new BridgeError('bad_request', action === undefined ? `say what to do: list, pull or verify\n\n${usage}` : `unknown action "${action}"\n\n${usage}`);
+    if (action === 'forget') {
+      if (names.length === 0) throw new BridgeError('bad_request', `give the model names whose recorded sha256 to forget\n\n${usage}`);
+      for (const { spec, forgotten, pinned } of await store.forgetTrusted(specsNamed(names))) {
+        if (pinned) console.log(`${spec.name}: latent-bridge pins its sha256 (${spec.sha256}); there is nothing to forget`);
+        else if (forgotten === undefined) console.log(`${spec.name}: no sha256 was recorded for it; the next verified download will be trusted`);
+        else console.log(`${spec.name}: forgot sha256 ${forgotten.sha256} (trusted ${forgotten.trustedAt.slice(0, 10)}, from ${forgotten.hubUrl}); the next verified download will be trusted`);
+      }
+      return 0;
+    }
+
+    throw new BridgeError('bad_request', action === undefined ? `say what to do: list, pull, verify or forget\n\n${usage}` : `unknown action "${action}"\n\n${usage}`);
   },
 };

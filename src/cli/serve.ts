@@ -9,6 +9,7 @@ import { envFlag } from '../store/store-options.ts';
 import { createModelStore, envName, integerOption, readDevice, readWorkLimits, setting, WORK_LIMIT_OPTIONS, WORK_LIMIT_USAGE } from './engine-setup.ts';
 import type { Command } from './command.ts';
 import { parentExited } from './parent-watch.ts';
+import { onStopSignal } from './stop-signal.ts';
 
 const KIB = 1024;
 const MIB = 1024 * KIB;
@@ -45,6 +46,7 @@ environment variable named after it.
   --device D          ${DEVICE_CHOICES.join('|')} (default auto: CUDA when installed, else CPU; LATENT_BRIDGE_DEVICE)
   --threads N         CPU threads per network run (default 2; LATENT_BRIDGE_THREADS)
   --models DIR        also look for weight files in DIR (repeatable; LATENT_BRIDGE_MODELS too)
+  --comfyui DIR       also use the weight files of the ComfyUI install in DIR (LATENT_BRIDGE_COMFYUI too)
   --offline           never download (HF_HUB_OFFLINE=1 does the same)
   --exit-with-parent  stop when the process that started it exits (npm start and the webui
                       extension use it, so no orphan keeps the port)
@@ -54,7 +56,8 @@ ${Object.entries(LIMIT_FLAGS)
   .join('\n')}
 
 The first line printed is "listening on http://HOST:PORT" (with the real port when --port 0).
-SIGINT or SIGTERM stops it: queued requests are answered busy, running ones finish.`;
+SIGINT or SIGTERM stops it: queued requests are answered busy, running ones finish, downloads in
+flight are cancelled (their partial files are kept, and the next download resumes them).`;
 
 function readPackageVersion(): string {
   const text = readFileSync(new URL('../../package.json', import.meta.url), 'utf8');
@@ -86,19 +89,6 @@ async function portTaken(host: string, port: number): Promise<string> {
   return `port ${port} on ${host} is in use by another program: stop it, or choose --port`;
 }
 
-/** Resolves on the first SIGINT or SIGTERM. */
-function shutdownSignal(): Promise<string> {
-  return new Promise((resolve) => {
-    const stop = (signal: string): void => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      resolve(signal);
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
-}
-
 export const command: Command = {
   summary: 'run the sidecar server (WebSocket protocol, live preview viewer, health and metrics)',
   usage,
@@ -112,6 +102,7 @@ export const command: Command = {
         device: { type: 'string' },
         threads: { type: 'string' },
         models: { type: 'string', multiple: true },
+        comfyui: { type: 'string' },
         offline: { type: 'boolean' },
         'exit-with-parent': { type: 'boolean' },
         ...WORK_LIMIT_OPTIONS,
@@ -150,10 +141,10 @@ export const command: Command = {
     console.log(`listening on ${server.url}`);
     console.log(`device: ${runtime.device}${runtime.note ? ` (${runtime.note})` : ''}`);
     console.log(`viewer: ${server.url}/${token ? '?token=<your token>' : ''}`);
-    const stops = [shutdownSignal()];
+    const stops = [new Promise<string>((resolve) => onStopSignal(resolve))];
     if (values['exit-with-parent'] === true || envFlag(process.env[envName('exit-with-parent')])) stops.push(parentExited());
     console.log(`${await Promise.race(stops)}: shutting down`);
-    await server.close();
+    await Promise.all([server.close(), store.close()]);
     return 0;
   },
 };

@@ -13,15 +13,17 @@ export class LayerBuilder {
     this.#weights = weights;
   }
 
-  /** `nn.Conv2d(in, out, k, padding=k//2)` with bias; returns the output and the kernel size. */
-  conv(x: string, prefix: string, inChannels: number, outChannels?: number): { y: string; kernel: number } {
+  /**
+   * `nn.Conv2d(in, out, k, padding=k//2)`, with a bias unless `bias: false`; returns the output
+   * and the kernel size.
+   */
+  conv(x: string, prefix: string, inChannels: number, outChannels?: number, { bias = true } = {}): { y: string; kernel: number } {
     const [out, , kernel] = this.#weights.shape(`${prefix}.weight`);
     const weight = this.#weights.take(`${prefix}.weight`, [outChannels ?? out, inChannels, kernel, kernel]);
-    const bias = this.#weights.take(`${prefix}.bias`, [outChannels ?? out]);
-    const w = this.graph.constant(`${prefix}.weight`, [out, inChannels, kernel, kernel], weight);
-    const b = this.graph.constant(`${prefix}.bias`, [out], bias);
+    const inputs = [x, this.graph.constant(`${prefix}.weight`, [out, inChannels, kernel, kernel], weight)];
+    if (bias) inputs.push(this.graph.constant(`${prefix}.bias`, [out], this.#weights.take(`${prefix}.bias`, [outChannels ?? out])));
     const pad = Math.floor(kernel / 2);
-    const y = this.graph.node('Conv', [x, w, b], { kernel_shape: [kernel, kernel], pads: [pad, pad, pad, pad], strides: [1, 1] });
+    const y = this.graph.node('Conv', inputs, { kernel_shape: [kernel, kernel], pads: [pad, pad, pad, pad], strides: [1, 1] });
     return { y, kernel };
   }
 
@@ -51,10 +53,16 @@ export class LayerBuilder {
    * `nn.Upsample(scale_factor=s, mode='nearest')` as PyTorch computes it for NCHW tensors: output
    * size floor(in * s) in double precision, and output index o reads input min(floor(o * f), in - 1)
    * with f = float32(1 / s). ONNX Resize agrees except that it copies its input whenever the
-   * output shape equals it (a 3x3 latent by 1.25), so the indices are computed here and gathered.
+   * output shape equals it (a 3x3 latent by 1.25), so for fractional factors the indices are
+   * computed here and gathered. Integer factors never keep the shape and use Resize, which ORT
+   * runs in its blocked NCHWc layout, where a Gather has to leave it and come back (8% of a TAESD decode).
    */
   upsampleNearest(x: string, factor: number, name: string): string {
     const g = this.graph;
+    if (Number.isInteger(factor) && factor > 1) {
+      const scales = g.constant(name, [4], Float32Array.of(1, 1, factor, factor));
+      return g.node('Resize', [x, '', scales], { mode: 'nearest', coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor' });
+    }
     const shape = g.node('Shape', [x]);
     const one = g.constant(`${name}.one`, [], BigInt64Array.of(1n));
     const zero = g.constant(`${name}.zero`, [], BigInt64Array.of(0n));

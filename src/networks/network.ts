@@ -1,37 +1,22 @@
+import { BridgeError } from '../errors.ts';
 import type { SafetensorsFile } from '../safetensors.ts';
 import { buildInterposer } from './interposer.ts';
+import type { Architecture, NetworkGraph } from './network-graph.ts';
 import { StateDict } from './state-dict.ts';
+import { buildTaesdDecoder } from './taesd-decoder.ts';
 import { buildUpscaler } from './upscaler.ts';
 
-export const ARCHITECTURES = ['interposer', 'upscaler'] as const;
-export type Architecture = (typeof ARCHITECTURES)[number];
-
-/** Name of the graph's input and output values. */
-export const INPUT_NAME = 'latent';
-export const OUTPUT_NAME = 'out';
-
 /**
- * A network as an ONNX graph plus what callers must know to feed it: channel counts, the
- * spatial factor, and its receptive field, which tiling needs to cut tiles that overlap enough.
- * The graphs are fully convolutional: conv layers (radius `inputRadius`, in input pixels), one
- * nearest resize by `factor`, then conv layers (radius `outputRadius`, in output pixels).
+ * Builds a network from an original state dict. Channel counts, block count and depth come
+ * from the keys and shapes. The interposer's and upscaler's factor cannot (the originals take it
+ * from the file name), so the caller gives it; the TAESD decoder's is always 8 and takes none.
  */
-export interface NetworkGraph {
-  readonly architecture: Architecture;
-  readonly inChannels: number;
-  readonly outChannels: number;
-  readonly factor: number;
-  readonly inputRadius: number;
-  readonly outputRadius: number;
-  readonly description: string;
-  readonly onnx: Uint8Array;
-}
-
-/**
- * Builds a network from an original city96 state dict. Channel counts, block count and depth
- * come from the keys and shapes; the factor cannot (the originals take it from the file name).
- */
-export function buildNetwork(architecture: Architecture, weights: SafetensorsFile, factor: number, where: string): NetworkGraph {
+export function buildNetwork(architecture: Architecture, weights: SafetensorsFile, factor: number | undefined, where: string): NetworkGraph {
   const stateDict = new StateDict(weights, where);
+  if (architecture === 'taesd-decoder') {
+    if (factor !== undefined) throw new BridgeError('bad_request', `the TAESD decoder always upsamples by 8 and takes no factor, got ${factor}`);
+    return buildTaesdDecoder(stateDict);
+  }
+  if (factor === undefined) throw new BridgeError('bad_request', `the ${architecture} needs its factor: it is not stored in the weights`);
   return architecture === 'interposer' ? buildInterposer(stateDict, factor) : buildUpscaler(stateDict, factor);
 }

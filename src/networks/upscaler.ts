@@ -1,6 +1,6 @@
 import { BridgeError } from '../errors.ts';
 import { LayerBuilder } from './layers.ts';
-import { INPUT_NAME, OUTPUT_NAME, type NetworkGraph } from './network.ts';
+import { INPUT_NAME, OUTPUT_NAME, type NetworkGraph } from './network-graph.ts';
 import type { StateDict } from './state-dict.ts';
 
 /**

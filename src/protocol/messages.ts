@@ -90,6 +90,8 @@ export interface PreviewRequest {
   /** False: draw and answer only, never show it to viewers (for a client's own preview display). */
   readonly publish: boolean;
   readonly meta?: PreviewMeta;
+  /** True: also push this job's TAESD pictures to this connection as `taesd` events. */
+  readonly taesd: boolean;
 }
 
 /** Families as the `hello` reply describes them, so clients need no table of their own. */
@@ -174,8 +176,10 @@ function readPreview(map: WireMap, batch: number): PreviewRequest {
   const grid = readOptionalBoolean(map, 'grid') ?? false;
   const noreply = readOptionalBoolean(map, 'noreply') ?? false;
   const publish = readOptionalBoolean(map, 'publish') ?? true;
+  const taesd = readOptionalBoolean(map, 'taesd') ?? false;
   if (noreply && !publish) throw new BridgeError('bad_request', 'a preview with noreply: true and publish: false would reach nobody');
-  return { job, step, total, index, grid, noreply, publish, meta: readPreviewMeta(map) };
+  if (taesd && !publish) throw new BridgeError('bad_request', 'TAESD pictures are made of published previews: taesd: true needs publish: true');
+  return { job, step, total, index, grid, noreply, publish, taesd, meta: readPreviewMeta(map) };
 }
 
 /**

@@ -1,4 +1,4 @@
-import type { NetworkKind } from '../catalogue.ts';
+import type { LatentNetwork } from '../catalogue.ts';
 import type { FamilyName } from '../families.ts';
 import type { Plan, PlanStep } from '../planner.ts';
 import type { Size } from '../tensor.ts';
@@ -24,7 +24,7 @@ export interface WirePlan {
   readonly warnings: readonly { readonly code: string; readonly message: string }[];
 }
 
-const STEP_KINDS: Readonly<Record<NetworkKind, WireStepKind>> = { interposer: 'interpose', upscaler: 'upscale' };
+const STEP_KINDS: Readonly<Record<LatentNetwork['kind'], WireStepKind>> = { interposer: 'interpose', upscaler: 'upscale' };
 
 function pair(size: Size): [number, number] {
   return [size.height, size.width];

@@ -180,6 +180,7 @@ export class ClientSession {
           input: request.input,
           preview: request.preview,
           settle: (outcome) => (noreply ? done() : succeed(outcome)),
+          notify: (event) => this.#notify(event),
         });
         return;
       }
@@ -215,6 +216,15 @@ export class ClientSession {
     this.#ctx.metrics.error(op, code);
     this.#send({ id, ok: false, error: { code, message } });
     this.#ctx.metrics.latency(op, (performance.now() - started) / 1000);
+  }
+
+  /**
+   * An event that is no reply (a TAESD picture): worth sending only while the client keeps up,
+   * since a newer one follows; never one that would put its unread bytes over half the bound.
+   */
+  #notify(event: object): void {
+    if (this.#closed || this.#ws.readyState !== this.#ws.OPEN || this.#ws.bufferedAmount > this.#ctx.limits.maxClientBuffer / 2) return;
+    this.#send(event);
   }
 
   #send(message: object): void {

@@ -33,6 +33,7 @@ export class Metrics {
   readonly #errors = new Map<string, number>();
   readonly #latency = new Map<string, Histogram>();
   readonly #previews = new Map<string, number>();
+  readonly #taesd = new Map<string, number>();
   readonly #loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
   #rejectedUpgrades = 0;
   #droppedPeers = 0;
@@ -73,6 +74,11 @@ export class Metrics {
     this.#previews.set(outcome, (this.#previews.get(outcome) ?? 0) + 1);
   }
 
+  /** TAESD pictures by outcome: decoded, superseded (a newer step came while one ran), skipped (too many jobs), failed. */
+  taesd(outcome: 'decoded' | 'superseded' | 'skipped' | 'failed'): void {
+    this.#taesd.set(outcome, (this.#taesd.get(outcome) ?? 0) + 1);
+  }
+
   rejectedUpgrade(): void {
     this.#rejectedUpgrades++;
   }
@@ -111,6 +117,8 @@ export class Metrics {
     }
     family('latent_bridge_previews_total', 'counter', 'Previews by outcome: drawn, superseded, pushed to a viewer, not pushed to a slow viewer.');
     for (const [outcome, n] of this.#previews) lines.push(`latent_bridge_previews_total{outcome="${outcome}"} ${n}`);
+    family('latent_bridge_taesd_previews_total', 'counter', 'TAESD pictures by outcome: decoded, superseded by a newer step, skipped (too many jobs), failed.');
+    for (const [outcome, n] of this.#taesd) lines.push(`latent_bridge_taesd_previews_total{outcome="${outcome}"} ${n}`);
     family('latent_bridge_rejected_upgrades_total', 'counter', 'WebSocket upgrades refused (token, origin, host, path or connection limit).');
     lines.push(`latent_bridge_rejected_upgrades_total ${this.#rejectedUpgrades}`);
     family('latent_bridge_dropped_peers_total', 'counter', 'WebSocket peers dropped because they stopped answering pings.');

@@ -4,9 +4,10 @@ import type { Plan } from '../planner.ts';
 import { OPS, PROTOCOL_VERSION, type InferenceRequest, type ReplyBody } from '../protocol/messages.ts';
 import { writePlan } from '../protocol/wire-plan.ts';
 import { writeTensor } from '../protocol/wire-tensor.ts';
+import type { PreviewDecoding } from './taesd-desk.ts';
 
 /** What the server needs from the engine (src/engine.ts implements it). */
-export interface InferenceEngine {
+export interface InferenceEngine extends PreviewDecoding {
   prepare(plan: Plan): Promise<void>;
   run(plan: Plan, latent: Latent): Promise<Latent>;
   loadedModels(): string[];

@@ -1,6 +1,8 @@
+import type { BridgeError } from '../errors.ts';
 import { renderPreview, type RgbImage } from '../preview.ts';
 import type { JobEnd, PreviewRequest, WireLatent } from '../protocol/messages.ts';
 import type { Metrics } from './metrics.ts';
+import type { TaesdDesk, TaesdPicture } from './taesd-desk.ts';
 import { jobKey, type ViewerHub } from './viewer-hub.ts';
 
 export interface PreviewOrder {
@@ -10,6 +12,8 @@ export interface PreviewOrder {
   readonly preview: PreviewRequest;
   /** Called once: with the image, or with `superseded` when a newer step of the job came first. */
   readonly settle: (outcome: { readonly image: RgbImage } | { readonly superseded: true }) => void;
+  /** Pushes an event to the connection that sent the preview (its TAESD pictures, when it asked for them). */
+  readonly notify: (event: object) => void;
 }
 
 interface PendingPreview extends PreviewOrder {
@@ -28,12 +32,14 @@ export const DEFAULT_JOB = 'default';
 export class PreviewDesk {
   readonly #hub: ViewerHub;
   readonly #metrics: Metrics;
+  readonly #taesd: TaesdDesk;
   readonly #pending = new Map<string, PendingPreview>();
   #scheduled = false;
 
-  constructor(hub: ViewerHub, metrics: Metrics) {
+  constructor(hub: ViewerHub, metrics: Metrics, taesd: TaesdDesk) {
     this.#hub = hub;
     this.#metrics = metrics;
+    this.#taesd = taesd;
   }
 
   submit(order: PreviewOrder): void {
@@ -67,6 +73,7 @@ export class PreviewDesk {
   /** Forgets the waiting previews of a closed connection. */
   dropOwner(owner: number): void {
     for (const [key, order] of this.#pending) if (order.owner === owner) this.#pending.delete(key);
+    this.#taesd.dropOwner(owner);
   }
 
   #drawAll(): void {
@@ -82,10 +89,11 @@ export class PreviewDesk {
     this.#metrics.preview('drawn');
     order.settle({ image });
     if (!order.preview.publish) return;
+    const job = order.preview.job ?? DEFAULT_JOB;
     this.#hub.publish({
       owner: order.owner,
       client: order.client,
-      job: order.preview.job ?? DEFAULT_JOB,
+      job,
       family: latent.family,
       step: order.preview.step,
       total: order.preview.total,
@@ -93,6 +101,27 @@ export class PreviewDesk {
       image,
       meta: order.preview.meta,
       received: order.received,
+    });
+    // TAESD pictures cost seconds of CPU each: only for someone who will see them.
+    if (order.preview.taesd || this.#hub.viewerCount > 0) this.#decode(order, job);
+  }
+
+  #decode(order: PreviewOrder, job: string): void {
+    const { owner, preview } = order;
+    this.#taesd.submit({
+      owner,
+      job,
+      latent: order.input.latent,
+      step: preview.step,
+      index: preview.index,
+      grid: preview.grid,
+      deliver: (picture: TaesdPicture) => {
+        this.#hub.publishTaesd(owner, picture);
+        if (preview.taesd) order.notify({ event: 'taesd', job, step: picture.step, image: picture.image });
+      },
+      unavailable: (error: BridgeError) => {
+        if (preview.taesd) order.notify({ event: 'taesd', job, error: { code: error.code, message: error.message } });
+      },
     });
   }
 }

@@ -16,9 +16,17 @@ interface Task {
   readonly reject: (error: unknown) => void;
 }
 
+/** Work that runs only when no request waits (TAESD previews): a request waits at most for one of these. */
+interface BackgroundTask {
+  readonly run: () => Promise<unknown>;
+  readonly resolve: (value: unknown) => void;
+  readonly reject: (error: unknown) => void;
+}
+
 /**
  * Runs CPU-heavy engine calls a few at a time, taking turns between clients (round robin),
- * so that one client with a long queue cannot starve another that sends one request.
+ * so that one client with a long queue cannot starve another that sends one request. Background
+ * work takes a slot only when no request is waiting for one.
  */
 export class FairScheduler {
   readonly #options: SchedulerOptions;
@@ -27,6 +35,8 @@ export class FairScheduler {
   /** Tasks still getting ready (loading their networks); they count as queued. */
   readonly #preparing = new Set<Task>();
   readonly #perClient = new Map<string, number>();
+  /** Waiting background work; its callers bound how much they hand in. */
+  readonly #background: BackgroundTask[] = [];
   #queued = 0;
   #running = 0;
   #draining = false;
@@ -79,6 +89,23 @@ export class FairScheduler {
     });
   }
 
+  /**
+   * Runs `run` in a slot no request is waiting for, after every request that is; a request that
+   * comes later waits at most for the background work already running. Refused while draining.
+   */
+  submitBackground<T>(run: () => Promise<T>): Promise<T> {
+    if (this.#draining) return Promise.reject(new BridgeError('busy', 'the server is shutting down'));
+    return new Promise<T>((resolve, reject) => {
+      this.#background.push({ run, resolve: resolve as (value: unknown) => void, reject });
+      this.#pump();
+    });
+  }
+
+  /** Background tasks waiting for a slot. */
+  get backgroundWaiting(): number {
+    return this.#background.length;
+  }
+
   /** Drops a client's tasks that have not started (it went away, nobody would read the answers); running ones finish. */
   cancelClient(client: string, reason: BridgeError): void {
     const dropped = [...this.#preparing].filter((task) => task.client === client);
@@ -95,6 +122,7 @@ export class FairScheduler {
     this.#preparing.clear();
     this.#waiting.clear();
     this.#drop(dropped, reason);
+    for (const task of this.#background.splice(0)) task.reject(reason);
     if (this.#running === 0) return;
     await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
   }
@@ -124,7 +152,13 @@ export class FairScheduler {
   #pump(): void {
     while (this.#running < this.#options.concurrency) {
       const next = this.#waiting.entries().next();
-      if (next.done) return;
+      if (next.done) {
+        const background = this.#background.shift();
+        if (background === undefined) return;
+        this.#running++;
+        void this.#execute({ client: '', run: background.run, resolve: background.resolve, reject: background.reject }, false);
+        continue;
+      }
       const [client, queue] = next.value;
       const task = queue.shift() as Task;
       // Re-inserting moves the client to the back of the round.
@@ -136,14 +170,14 @@ export class FairScheduler {
     }
   }
 
-  async #execute(task: Task): Promise<void> {
+  async #execute(task: Task, countedForClient = true): Promise<void> {
     try {
       task.resolve(await task.run());
     } catch (error) {
       task.reject(error);
     } finally {
       this.#running--;
-      this.#release(task.client);
+      if (countedForClient) this.#release(task.client);
       this.#pump();
       if (this.#running === 0 && this.#queued === 0) {
         for (const wake of this.#idleWaiters.splice(0)) wake();

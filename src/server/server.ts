@@ -13,6 +13,7 @@ import { Metrics } from './metrics.ts';
 import { ModelListing } from './model-listing.ts';
 import type { ServerOptions } from './options.ts';
 import { PreviewDesk } from './preview-desk.ts';
+import { TaesdDesk } from './taesd-desk.ts';
 import { requestTarget } from './request-target.ts';
 import { FairScheduler } from './scheduler.ts';
 import { ViewerHub } from './viewer-hub.ts';
@@ -55,7 +56,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     { maxJobs: limits.maxPreviewJobs, maxBytes: limits.maxPreviewBytes, idleMs: options.previewIdleMs ?? 30_000, maxViewerBuffer: limits.maxViewerBuffer },
     metrics,
   );
-  const desk = new PreviewDesk(hub, metrics);
+  // TAESD decodes: one per job at a time, for at most as many jobs as the hub keeps.
+  const taesd = new TaesdDesk(options.engine, scheduler, metrics, log, { maxJobs: limits.maxPreviewJobs, retryMs: 60_000 });
+  const desk = new PreviewDesk(hub, metrics, taesd);
   const access = new AccessPolicy({ token: options.token });
   const models = new ModelListing(options.listModels);
   const context: SessionContext = { limits, identity: options.identity, engine: options.engine, models, scheduler, hub, desk, metrics, log };

@@ -2,6 +2,8 @@ import { FAMILIES, type FamilyName } from '../families.ts';
 import type { RgbImage } from '../preview.ts';
 import { encodeMessage } from '../protocol/codec.ts';
 import type { JobOutcome, PreviewMeta } from '../protocol/messages.ts';
+import type { EncodedImage } from '../image-encoding.ts';
+import type { TaesdPicture } from './taesd-desk.ts';
 import type { Metrics } from './metrics.ts';
 
 /** How a job ended: as its client said, or `disconnected` / `stalled` when the client stopped saying anything. */
@@ -73,9 +75,19 @@ export interface ViewerHubOptions {
 interface JobRecord {
   readonly owner: number;
   info: JobInfo;
-  readonly image: RgbImage;
-  /** What the record counts against `maxBytes`: its image and the strings of its metadata. */
-  readonly bytes: number;
+  image: RgbImage;
+  /** The newest TAESD picture of the job, which may be of an earlier step than `image`. */
+  taesd?: TaesdPicture;
+}
+
+/** What a record counts against `maxBytes`: its pictures and the strings of its metadata. */
+function recordBytes(record: Pick<JobRecord, 'image' | 'taesd' | 'info'>): number {
+  return record.image.data.byteLength + (record.taesd?.image.data.byteLength ?? 0) + metaBytes(record.info.meta);
+}
+
+/** A TAESD picture as viewers get it: in the `taesd` event and in the `watch` snapshot. */
+function taesdEvent(key: string, picture: TaesdPicture): object {
+  return { event: 'taesd', key, step: picture.step, image: picture.image };
 }
 
 interface Viewer {
@@ -113,10 +125,14 @@ export class ViewerHub {
     return this.#bytes;
   }
 
-  /** Adds a viewer (once per socket: the session sees to it) and returns every job's latest state and image for its `watch` reply. */
-  watch(socket: ViewerSocket): { job: JobInfo; image: RgbImage }[] {
+  /** Adds a viewer (once per socket: the session sees to it) and returns every job's latest state and images for its `watch` reply. */
+  watch(socket: ViewerSocket): { job: JobInfo; image: RgbImage; taesd?: { step: number | null; image: EncodedImage } }[] {
     this.#viewers.add({ socket, stale: new Set() });
-    return [...this.#jobs.values()].map((record) => ({ job: record.info, image: record.image }));
+    return [...this.#jobs.values()].map((record) => ({
+      job: record.info,
+      image: record.image,
+      ...(record.taesd ? { taesd: { step: record.taesd.step, image: record.taesd.image } } : {}),
+    }));
   }
 
   unwatch(socket: ViewerSocket): void {
@@ -127,7 +143,6 @@ export class ViewerHub {
     const key = jobKey(preview.owner, preview.job);
     const existing = this.#jobs.get(key);
     const finished = preview.step !== undefined && preview.total !== undefined && preview.step >= preview.total;
-    const meta = preview.meta !== undefined ? forViewers(preview.meta) : (existing?.info.meta ?? {});
     const info: JobInfo = {
       key,
       job: preview.job,
@@ -140,23 +155,39 @@ export class ViewerHub {
       state: finished ? 'finished' : 'running',
       outcome: finished ? 'finished' : null,
       error: null,
-      meta,
+      meta: preview.meta !== undefined ? forViewers(preview.meta) : (existing?.info.meta ?? {}),
       started: existing?.info.started ?? preview.received,
       first_step: existing !== undefined ? existing.info.first_step : (preview.step ?? null),
       stepped: preview.received,
       updated: Date.now(),
     };
-    const bytes = preview.image.data.byteLength + metaBytes(meta);
-    if (bytes > this.#options.maxBytes) {
+    if (!this.#keep({ owner: preview.owner, info, image: preview.image, taesd: existing?.taesd })) return;
+    this.#broadcast(key, encodeMessage({ event: 'preview', job: info, image: preview.image }));
+  }
+
+  /** A TAESD picture for a job the hub keeps (one it no longer keeps is not brought back). */
+  publishTaesd(owner: number, picture: TaesdPicture): void {
+    const key = jobKey(owner, picture.job);
+    const existing = this.#jobs.get(key);
+    if (existing === undefined) return;
+    if (!this.#keep({ ...existing, taesd: picture })) return;
+    this.#broadcast(key, encodeMessage(taesdEvent(key, picture)));
+  }
+
+  /** Keeps the record in place of the job's old one, making room; false when it alone is over the budget. */
+  #keep(record: JobRecord): boolean {
+    const size = recordBytes(record);
+    if (size > this.#options.maxBytes) {
       // Bigger than everything the hub may keep: nobody sees it, rather than everything else going.
       this.#metrics.preview('not_kept');
-      return;
+      return false;
     }
+    const existing = this.#jobs.get(record.info.key);
     if (existing !== undefined) this.#forget(existing);
-    this.#makeRoom(bytes);
-    this.#jobs.set(key, { owner: preview.owner, info, image: preview.image, bytes });
-    this.#bytes += bytes;
-    this.#broadcast(key, encodeMessage({ event: 'preview', job: info, image: preview.image }));
+    this.#makeRoom(size);
+    this.#jobs.set(record.info.key, record);
+    this.#bytes += size;
+    return true;
   }
 
   /** A client says its job is over; false when no job of that name from that connection is kept. */
@@ -190,12 +221,12 @@ export class ViewerHub {
 
   #forget(record: JobRecord): void {
     this.#jobs.delete(record.info.key);
-    this.#bytes -= record.bytes;
+    this.#bytes -= recordBytes(record);
   }
 
-  /** Drops jobs, oldest finished first, until one more job of `bytes` fits. */
-  #makeRoom(bytes: number): void {
-    while (this.#jobs.size >= this.#options.maxJobs || this.#bytes + bytes > this.#options.maxBytes) {
+  /** Drops jobs, oldest finished first, until one more job of `size` bytes fits. */
+  #makeRoom(size: number): void {
+    while (this.#jobs.size >= this.#options.maxJobs || this.#bytes + size > this.#options.maxBytes) {
       const records = [...this.#jobs.values()];
       const finished = records.filter((r) => r.info.state === 'finished');
       const pool = finished.length > 0 ? finished : records;
@@ -225,10 +256,12 @@ export class ViewerHub {
     if (viewer.stale.size === 0 || !this.#viewers.has(viewer) || viewer.socket.bufferedAmount > this.#options.maxViewerBuffer) return;
     for (const key of [...viewer.stale]) {
       const record = this.#jobs.get(key);
-      const frame = record
-        ? encodeMessage({ event: 'preview', job: record.info, image: record.image })
-        : encodeMessage({ event: 'remove', key });
-      this.#push(viewer, key, frame);
+      if (record === undefined) {
+        this.#push(viewer, key, encodeMessage({ event: 'remove', key }));
+        continue;
+      }
+      this.#push(viewer, key, encodeMessage({ event: 'preview', job: record.info, image: record.image }));
+      if (record.taesd !== undefined) this.#push(viewer, key, encodeMessage(taesdEvent(key, record.taesd)));
     }
   }
 }

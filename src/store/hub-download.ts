@@ -15,6 +15,8 @@ import type { ModelSpec } from './registry.ts';
 export interface HubAccess {
   readonly hubUrl: string;
   readonly token: string | undefined;
+  /** Cancels every request and transfer made with this access; an `.incomplete` file stays to resume. */
+  readonly signal: AbortSignal;
 }
 
 /** What the hub says about a model's file at the commit its revision points to now. */
@@ -32,17 +34,18 @@ export class InterruptedTransfer extends Error {
 
 /**
  * `fetch` that sends the token to the hub itself and nowhere else (not to the CDN it redirects
- * to). The token goes in by hand because the library refuses tokens that do not start with `hf_`,
- * which mirrors may issue.
+ * to), and that the access's signal cancels. The token goes in by hand because the library
+ * refuses tokens that do not start with `hf_`, which mirrors may issue; the signal too, because
+ * the library passes none (a stalled hub would otherwise hold the process until undici gives up).
  */
 export function hubFetch(access: HubAccess): typeof fetch {
   const hubOrigin = new URL(access.hubUrl).origin;
   return (input, init) => {
     const url = new URL(input instanceof Request ? input.url : String(input));
-    if (access.token === undefined || url.origin !== hubOrigin) return fetch(input, init);
+    if (access.token === undefined || url.origin !== hubOrigin) return fetch(input, { ...init, signal: access.signal });
     const headers = new Headers(init?.headers);
     headers.set('Authorization', `Bearer ${access.token}`);
-    return fetch(input, { ...init, headers });
+    return fetch(input, { ...init, headers, signal: access.signal });
   };
 }
 
@@ -120,8 +123,8 @@ async function openTransfer(url: string, offset: number, fetchFn: typeof fetch):
 /**
  * Brings `blobs/<sha256>` into the cache. The bytes go to `<sha256>.incomplete` (the name Python
  * also resumes from), are hashed on the way, and are renamed into place only when size and sha256
- * match what the hub reported; a mismatch deletes them. An interrupted transfer keeps its
- * `.incomplete` for the next try to resume.
+ * match what the hub reported; a mismatch deletes them. An interrupted or cancelled transfer keeps
+ * its `.incomplete` for the next try to resume.
  */
 export async function transferBlob(spec: ModelSpec, file: HubFile, access: HubAccess, cache: HfCache, progress: ProgressReporter): Promise<void> {
   const incomplete = cache.incompletePath(spec.repo, file.sha256);
@@ -148,7 +151,9 @@ export async function transferBlob(spec: ModelSpec, file: HubFile, access: HubAc
     },
   });
   try {
-    await pipeline(Readable.fromWeb(response.body as NodeReadableStream), tap, createWriteStream(incomplete, { flags: offset > 0 ? 'a' : 'w' }));
+    await pipeline(Readable.fromWeb(response.body as NodeReadableStream), tap, createWriteStream(incomplete, { flags: offset > 0 ? 'a' : 'w' }), {
+      signal: access.signal,
+    });
   } catch (error) {
     bar.end('failed');
     if (written > file.size) await rm(incomplete, { force: true });

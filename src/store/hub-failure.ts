@@ -8,8 +8,6 @@ export interface FailureContext {
   readonly hubUrl: string;
   readonly cacheDir: string;
   readonly tokenGiven: boolean;
-  /** What else fixes it, e.g. "or put <file> into <models dir>". */
-  readonly alternative: string;
 }
 
 function errnoCode(error: unknown): string | undefined {
@@ -67,7 +65,7 @@ function networkFailure(error: Error, context: FailureContext): string | undefin
   }
   if (error instanceof TypeError && (error.message === 'fetch failed' || error.message === 'terminated')) {
     const detail = cause instanceof Error ? cause.message : String(cause ?? error.message);
-    return `cannot download from ${context.hubUrl}: ${detail}`;
+    return `cannot reach ${context.hubUrl}: ${detail}`;
   }
   return undefined;
 }
@@ -82,21 +80,26 @@ function diskFailure(code: string | undefined, context: FailureContext): string 
   return undefined;
 }
 
+/** What went wrong talking to the hub, in words; undefined for errors that are not about the hub, the network or the disk. */
+export function failureReason(error: unknown, context: FailureContext): string | undefined {
+  if (error instanceof HubApiError) return httpFailure(error.statusCode, context);
+  if (error instanceof InterruptedTransfer) return `the transfer was interrupted (${error.message}); run again: it resumes where it stopped`;
+  if (error instanceof InvalidApiResponseFormatError) {
+    return `${context.hubUrl} answered in an unexpected format (${error.message}); if HF_ENDPOINT names a mirror, check it serves the Hugging Face API`;
+  }
+  if (error instanceof Error) return networkFailure(error, context) ?? diskFailure(errnoCode(error), context);
+  return undefined;
+}
+
 /**
  * Turns whatever a download threw into a `model_unavailable` error that says what happened and
- * what fixes it. Errors that are not about the hub, the network or the disk are bugs and pass through.
+ * what fixes it, ending with `alternative` (e.g. "or download <url> and save it as <path>").
+ * Errors that are not about the hub, the network or the disk are bugs and pass through.
  */
-export function hubFailure(error: unknown, context: FailureContext): unknown {
+export function hubFailure(error: unknown, context: FailureContext, alternative: string): unknown {
   if (error instanceof BridgeError) return error;
-  const prefix = `cannot download ${context.spec.name}: `;
-  const suffix = `; ${context.alternative}`;
-  let reason: string | undefined;
-  if (error instanceof HubApiError) reason = httpFailure(error.statusCode, context);
-  else if (error instanceof InterruptedTransfer) reason = `the transfer was interrupted (${error.message}); run again: it resumes where it stopped`;
-  else if (error instanceof InvalidApiResponseFormatError) {
-    reason = `${context.hubUrl} answered in an unexpected format (${error.message}); if HF_ENDPOINT names a mirror, check it serves the Hugging Face API`;
-  } else if (error instanceof Error) reason = networkFailure(error, context) ?? diskFailure(errnoCode(error), context);
-  return reason === undefined ? error : new BridgeError('model_unavailable', prefix + reason + suffix, { cause: error });
+  const reason = failureReason(error, context);
+  return reason === undefined ? error : new BridgeError('model_unavailable', `cannot download ${context.spec.name}: ${reason}; ${alternative}`, { cause: error });
 }
 
 const BROKEN_CONNECTION = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT']);

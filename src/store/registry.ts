@@ -1,4 +1,4 @@
-import { factorLabel, NETWORKS, networksNamed, type NetworkEntry } from '../catalogue.ts';
+import { factorLabel, NETWORKS, networksNamed, TAESD_DECODERS, type NetworkEntry } from '../catalogue.ts';
 
 /** Where a network's original weights live on the Hugging Face hub. */
 export interface WeightSource {
@@ -9,10 +9,17 @@ export interface WeightSource {
   /** Base name of the file, as other tools store it in a flat folder. */
   readonly fileName: string;
   /**
-   * sha256 other projects pin for the file, when known. Only used to recognise the same bytes in
-   * another snapshot of the Hugging Face cache (downloads are checked against what the hub reports).
+   * sha256 other projects pin for the file, when known. A download must match it (whatever the hub
+   * or a mirror reports), and the same bytes are recognised in another snapshot of the Hugging Face
+   * cache. Without a pin, the first verified download is trusted and later ones are held to it.
    */
   readonly sha256?: string;
+  /**
+   * Names other tools give the file: in each searched folder, when the file is not there under
+   * `fileName`, the first name in sorted order that starts with one of these prefixes and ends in
+   * `.safetensors` is taken, the way ComfyUI picks its `models/vae_approx/` files.
+   */
+  readonly localPrefixes?: readonly string[];
 }
 
 /** A network of the catalogue together with where its weights come from: what the store handles. */
@@ -33,8 +40,22 @@ const UPSCALER_SHA256: Readonly<Record<string, string>> = {
   'latent-upscaler-v2.1_SDxl-x2.0.safetensors': 'cedf7806b0b27f883ae3c0d0466d63594d431fa5468d7ef41e55a1bffe38fe1e',
 };
 
+/**
+ * madebyollin publishes each TAESD decoder as a plain safetensors of its nn.Sequential (F16) at the
+ * root of its own repository. Only taesd's revision is pinned by others (with this file in it);
+ * the others follow `main`. No sha256 is published for any of them: the first verified download
+ * is trusted and later ones are held to it (docs/models.md).
+ */
+const TAESD_REVISIONS: Readonly<Record<string, string>> = { taesd: '614f76814bbe30edbe2e627ace1c2234c81a2c0e' };
+
 /** The original file names: city96's interposer and upscaler loaders build them the same way. */
 function weightSource(entry: NetworkEntry): WeightSource {
+  if (entry.kind === 'taesd-decoder') {
+    const model = TAESD_DECODERS[entry.from] as string;
+    const fileName = `${model}_decoder.safetensors`;
+    // Users of ComfyUI and of the webui keep them as `<model>_decoder.<ext>` (ComfyUI by prefix).
+    return { repo: `madebyollin/${model}`, revision: TAESD_REVISIONS[model] ?? 'main', path: fileName, fileName, localPrefixes: [`${model}_decoder`] };
+  }
   if (entry.kind === 'interposer') {
     const fileName = `${entry.from}-to-${entry.to}_interposer-v4.0.safetensors`;
     return { repo: INTERPOSER_REPO, revision: INTERPOSER_REVISION, path: `v4.0/${fileName}`, fileName };

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +10,22 @@ import { MODEL_SPECS, type ModelSpec } from './registry.ts';
 export const PACKAGE_MODELS_DIR = fileURLToPath(new URL('../../models/', import.meta.url));
 
 export const DEFAULT_HUB_URL = 'https://huggingface.co';
+
+/** Where the store says what it does (a download starting, ending, failing, cancelled): one line per call. */
+export type StoreLogger = (line: string) => void;
+
+/**
+ * The folders of a ComfyUI install that hold weight files latent-bridge can use: `models/vae_approx`
+ * (TAESD decoders, matched by name prefix as ComfyUI does) and the `models/` folders of city96's
+ * interposer and upscaler nodes.
+ */
+export function comfyUiFolders(comfyUiDir: string): string[] {
+  return [
+    path.join(comfyUiDir, 'models', 'vae_approx'),
+    path.join(comfyUiDir, 'custom_nodes', 'SD-Latent-Interposer', 'models'),
+    path.join(comfyUiDir, 'custom_nodes', 'SD-Latent-Upscaler', 'models'),
+  ];
+}
 
 export interface ModelStoreOptions {
   /** Folders searched in order, each flat or with the original `v4.0/` subfolder. */
@@ -28,6 +44,10 @@ export interface ModelStoreOptions {
   readonly explicitPaths?: Readonly<Record<string, string>>;
   /** Default: bars on stderr when it is a terminal, plain lines otherwise. */
   readonly progress?: ProgressReporter;
+  /** Default: silent. */
+  readonly logger?: StoreLogger;
+  /** A ComfyUI install whose model folders are searched after the models folders (see `comfyUiFolders`). */
+  readonly comfyUiDir?: string;
   /** Tries per download before giving up; later tries resume where the last one stopped. Default 3. */
   readonly downloadAttempts?: number;
   /** Where each network's weights come from. Default: the registry (src/store/registry.ts). */
@@ -43,6 +63,8 @@ export interface ResolvedStoreOptions {
   readonly stateDir: string;
   readonly explicitPaths: Readonly<Record<string, string>>;
   readonly progress: ProgressReporter;
+  readonly logger: StoreLogger;
+  readonly comfyUiDir: string | undefined;
   readonly downloadAttempts: number;
   readonly registry: readonly ModelSpec[];
 }
@@ -104,6 +126,14 @@ function checkedHubUrl(value: string, origin: string): string {
   return url.href.replace(/\/+$/, '');
 }
 
+/** A ComfyUI folder must hold `models/`: a typo would otherwise silently find nothing. */
+function checkedComfyUiDir(dir: string): string {
+  if (statSync(path.join(dir, 'models'), { throwIfNoEntry: false })?.isDirectory() !== true) {
+    throw new BridgeError('bad_request', `the ComfyUI folder ${dir} has no models/ folder; give the folder that holds ComfyUI's main.py and models/`);
+  }
+  return dir;
+}
+
 /**
  * Fills what the caller left out from the environment, as Python's `huggingface_hub` would,
  * and checks everything a user could have typed.
@@ -126,6 +156,7 @@ export function resolveStoreOptions(options: ModelStoreOptions, env: Env = proce
   }
   return {
     modelDirs: options.modelDirs.map((dir) => path.resolve(expandHome(dir))),
+    comfyUiDir: options.comfyUiDir === undefined ? undefined : checkedComfyUiDir(path.resolve(expandHome(options.comfyUiDir))),
     offline: options.offline ?? envFlag(env.HF_HUB_OFFLINE),
     hubUrl,
     token: options.token ?? hubToken(env),
@@ -133,6 +164,7 @@ export function resolveStoreOptions(options: ModelStoreOptions, env: Env = proce
     stateDir: path.resolve(options.stateDir ?? stateDir(env)),
     explicitPaths: Object.fromEntries(Object.entries(explicitPaths).map(([name, file]) => [name, path.resolve(expandHome(file))])),
     progress: options.progress ?? progressFor(process.stderr),
+    logger: options.logger ?? (() => undefined),
     downloadAttempts,
     registry,
   };
@@ -144,12 +176,15 @@ export interface StoreFlags {
   /** `--offline`; when absent `HF_HUB_OFFLINE` decides. */
   readonly offline?: boolean;
   readonly explicitPaths?: Readonly<Record<string, string>>;
+  /** `--comfyui DIR`; when absent `LATENT_BRIDGE_COMFYUI` decides. */
+  readonly comfyUiDir?: string;
 }
 
 /**
  * The options every command (`serve`, `upscale`, `interpose`, `models`) builds its store from,
  * so they all look in the same places: `--models` folders, then the folders in
- * `LATENT_BRIDGE_MODELS` (path-list separated), then the package's `models/`.
+ * `LATENT_BRIDGE_MODELS` (path-list separated), then the package's `models/`, then the ComfyUI
+ * install of `--comfyui` or `LATENT_BRIDGE_COMFYUI`.
  */
 export function storeOptionsFromEnv(flags: StoreFlags = {}, env: Env = process.env): ResolvedStoreOptions {
   const userDirs = (nonEmpty(env.LATENT_BRIDGE_MODELS) ?? '').split(path.delimiter).filter((dir) => dir.trim() !== '');
@@ -159,6 +194,7 @@ export function storeOptionsFromEnv(flags: StoreFlags = {}, env: Env = process.e
       modelDirs,
       ...(flags.offline === true ? { offline: true } : {}),
       ...(flags.explicitPaths !== undefined ? { explicitPaths: flags.explicitPaths } : {}),
+      comfyUiDir: flags.comfyUiDir ?? nonEmpty(env.LATENT_BRIDGE_COMFYUI),
     },
     env,
   );

@@ -1,10 +1,12 @@
-"""city96's two networks in PyTorch, to check what the sidecar returns through the shim.
+"""The sidecar's networks in PyTorch, to check what it returns through the shim and the CLI.
 
-Interposer v4 (`InterposerModel`) and latent upscaler v2 (`LatentUpscaler`), rebuilt from the
-key layout in test/conformance/README.md and checked against its vectors (test_networks_reference.py).
-Both work on raw VAE latents; the webui holds model space (raw * scale).
+city96's interposer v4 (`InterposerModel`) and latent upscaler v2 (`LatentUpscaler`), and
+madebyollin's TAESD decoder, rebuilt from the key layouts in test/conformance/README.md and checked
+against its vectors (test_networks_reference.py). city96's networks work on raw VAE latents (the
+webui holds model space, raw * scale); the TAESD decoder takes model-space latents as they are.
 """
 
+import torch
 from torch import nn
 
 from safetensors_io import load_torch
@@ -60,9 +62,38 @@ class Upscaler(nn.Module):
         return self.sequential(x)
 
 
+class _TanhClamp(nn.Module):
+    def forward(self, x):
+        return torch.tanh(x / 3) * 3
+
+
+class _Block(nn.Module):
+    """relu(conv.4(relu(conv.2(relu(conv.0(x))))) + x): every decoder Block is 64->64, so the skip is the identity."""
+
+    def __init__(self, ch):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(ch, ch, 3, padding=1), nn.ReLU(), nn.Conv2d(ch, ch, 3, padding=1), nn.ReLU(), nn.Conv2d(ch, ch, 3, padding=1))
+        self.skip = nn.Identity()
+        self.fuse = nn.ReLU()
+
+    def forward(self, x):
+        return self.fuse(self.conv(x) + self.skip(x))
+
+
+def taesd_decoder(latent_channels=4):
+    """A bare nn.Sequential, as in taesd.py, so the state dict keys have no prefix (`1.weight`, `3.conv.0.weight`, ...)."""
+    layers = [_TanhClamp(), nn.Conv2d(latent_channels, 64, 3, padding=1), nn.ReLU()]
+    for _ in range(3):
+        layers += [_Block(64), _Block(64), _Block(64), nn.Upsample(scale_factor=2), nn.Conv2d(64, 64, 3, padding=1, bias=False)]
+    layers += [_Block(64), nn.Conv2d(64, 3, 3, padding=1)]
+    return nn.Sequential(*layers)
+
+
+_BUILDERS = {"interposer": Interposer, "upscaler": Upscaler, "taesd-decoder": taesd_decoder}
+
+
 def build(case, weights_path):
     """The network of one conformance manifest case, with its weights, in eval mode."""
-    config = case["config"]
-    net = Interposer(**config) if case["kind"] == "interposer" else Upscaler(**config)
+    net = _BUILDERS[case["kind"]](**case["config"])
     net.load_state_dict(load_torch(weights_path))
     return net.eval()

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Architecture } from '../../src/networks/network.ts';
+import type { Architecture } from '../../src/networks/network-graph.ts';
 import { readSafetensors, toFloat32 } from '../../src/safetensors.ts';
 import { tensor4, type Tensor4 } from '../../src/tensor.ts';
 
@@ -14,32 +14,51 @@ export const CONFORMANCE_DIR = path.resolve(fileURLToPath(new URL('../conformanc
 export interface ConformanceCase {
   readonly name: string;
   readonly kind: Architecture;
-  readonly config: { readonly scale?: number; readonly fac?: number; readonly ch_in?: number; readonly ch_out?: number; readonly ch_mid?: number; readonly blocks?: number; readonly depth?: number };
+  readonly config: {
+    readonly scale?: number;
+    readonly fac?: number;
+    readonly ch_in?: number;
+    readonly ch_out?: number;
+    readonly ch_mid?: number;
+    readonly blocks?: number;
+    readonly depth?: number;
+    readonly latent_channels?: number;
+  };
   readonly weights: string;
   readonly io: string;
   readonly input_shape: number[];
   readonly output_shape: number[];
+  /** The folder of the case's manifest, which its file names are relative to. */
+  readonly dir: string;
 }
 
-export const CONFORMANCE_CASES: readonly ConformanceCase[] = JSON.parse(readFileSync(path.join(CONFORMANCE_DIR, 'manifest.json'), 'utf8')).cases;
+function readManifest(dir: string): readonly ConformanceCase[] {
+  const { cases } = JSON.parse(readFileSync(path.join(dir, 'manifest.json'), 'utf8')) as { cases: Omit<ConformanceCase, 'dir'>[] };
+  return cases.map((c) => ({ ...c, dir }));
+}
+
+/** The interposer and upscaler cases (manifest.json). */
+export const CONFORMANCE_CASES = readManifest(CONFORMANCE_DIR);
+/** The TAESD decoder cases, kept in their own folder and manifest (taesd/manifest.json). */
+export const TAESD_CASES = readManifest(path.join(CONFORMANCE_DIR, 'taesd'));
 
 export function conformanceCase(name: string): ConformanceCase {
-  const found = CONFORMANCE_CASES.find((c) => c.name === name);
+  const found = [...CONFORMANCE_CASES, ...TAESD_CASES].find((c) => c.name === name);
   if (found === undefined) throw new Error(`no conformance case ${name}`);
   return found;
 }
 
-/** The factor the original module was constructed with (not stored in the weights). */
-export function factorOf(c: ConformanceCase): number {
-  return (c.kind === 'interposer' ? c.config.scale : c.config.fac) as number;
+/** The factor the original module was constructed with (not stored in the weights); the TAESD decoder takes none. */
+export function factorOf(c: ConformanceCase): number | undefined {
+  return c.kind === 'interposer' ? c.config.scale : c.kind === 'upscaler' ? c.config.fac : undefined;
 }
 
 export function weightsPath(c: ConformanceCase): string {
-  return path.join(CONFORMANCE_DIR, c.weights);
+  return path.join(c.dir, c.weights);
 }
 
 export async function conformanceIO(c: ConformanceCase): Promise<{ input: Tensor4; output: Tensor4 }> {
-  const io = await readSafetensors(path.join(CONFORMANCE_DIR, c.io));
+  const io = await readSafetensors(path.join(c.dir, c.io));
   const read = (name: string) => {
     const stored = io.tensors.get(name);
     if (stored === undefined) throw new Error(`${c.io} lacks ${name}`);

@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
  *   POST /api/models/{repo}/paths-info/{rev}    [{ path, type, oid, size, lfs: { oid, size, pointerSize } }]
  *   GET  /{repo}/resolve/{rev}/{path}           302 to the CDN with X-Repo-Commit, X-Linked-Etag, X-Linked-Size
  *   GET  /cdn/{sha256}                          the bytes, honouring Range (206 + Content-Range)
+ * and, on demand, the ways a hub or a mirror fails: other bytes than it reports, cut or stalled transfers.
  */
 export interface HubRequest {
   readonly method: string;
@@ -45,6 +46,7 @@ export class FakeHub {
    */
   bare = false;
   #cuts: { afterBytes: number; remaining: number } | undefined;
+  #stall: { afterBytes: number; reached: () => void } | undefined;
   #held: Promise<void> | undefined;
   #url = '';
 
@@ -85,6 +87,16 @@ export class FakeHub {
   /** The next `count` CDN transfers send `afterBytes` bytes of their body, then drop the connection. */
   cutTransfers(afterBytes: number, count = 1): void {
     this.#cuts = { afterBytes, remaining: count };
+  }
+
+  /**
+   * CDN transfers send `afterBytes` bytes of their body, then neither send more nor close: a hub
+   * that stalls mid-file, as long as the client waits. Resolves once a transfer has sent them.
+   */
+  stallTransfers(afterBytes: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.#stall = { afterBytes, reached: resolve };
+    });
   }
 
   /** CDN transfers wait until the returned function is called: a download that takes as long as a test needs. */
@@ -198,6 +210,10 @@ export class FakeHub {
       res.writeHead(200, { ...headers, 'Content-Length': String(bytes.length) });
     }
     const slice = bytes.subarray(start, end + 1);
+    if (this.#stall !== undefined && slice.length > this.#stall.afterBytes) {
+      res.write(slice.subarray(0, this.#stall.afterBytes), this.#stall.reached);
+      return;
+    }
     // Probes (`Range: bytes=0-0`) are never cut: the cut plays a connection dropped mid-file.
     if (this.#cuts !== undefined && this.#cuts.remaining > 0 && slice.length > this.#cuts.afterBytes) {
       this.#cuts.remaining -= 1;
@@ -206,6 +222,11 @@ export class FakeHub {
     }
     res.end(slice);
   }
+}
+
+/** `spec` with its pin set to the sha256 of `content`: stand-in weights playing a file the registry pins. */
+export function pinnedTo<T extends { readonly sha256?: string }>(spec: T, content: Buffer): T {
+  return { ...spec, sha256: sha256Hex(content) };
 }
 
 /** Hosts `content` under the registry's repo, revision and path for `spec`, as the real hub has it. */

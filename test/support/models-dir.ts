@@ -19,6 +19,10 @@ export const STAND_INS: Readonly<Record<string, string>> = {
   'interposer-v1-to-v3': 'interposer-v1-to-v3-small',
   'interposer-fx-to-xl': 'interposer-fx-to-xl-small',
   'interposer-ca-to-v1': 'interposer-ca-to-v1-small',
+  'taesd-decoder-v1': 'taesd/taesd-decoder-4ch',
+  'taesd-decoder-xl': 'taesd/taesd-decoder-4ch',
+  'taesd-decoder-v3': 'taesd/taesd-decoder-16ch',
+  'taesd-decoder-fx': 'taesd/taesd-decoder-16ch',
 };
 
 /** A fresh folder holding stand-in weight files under the registry's file names. */
