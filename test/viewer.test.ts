@@ -1,11 +1,13 @@
 import { mkdirSync, readFileSync } from 'node:fs';
+import sharp from 'sharp';
 import path from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { makeLatent, type Latent } from '../src/latent.ts';
 import { renderPreview, type RgbImage } from '../src/preview.ts';
 import { PROTOCOL_VERSION } from '../src/protocol/messages.ts';
-import { startTestServer, TestClient, wireTensor, type TestServer } from './support/server-harness.ts';
+import { startTestServer, TestClient, wireTensor, type Reply, type TestServer } from './support/server-harness.ts';
+import { fetchMetrics, metric } from './support/server-observe.ts';
 
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const DESKTOP = { width: 1280, height: 800 };
@@ -141,6 +143,17 @@ async function screenshot(page: Page, name: string, fullPage = false): Promise<v
   if (SCREENSHOTS === undefined) return;
   mkdirSync(SCREENSHOTS, { recursive: true });
   await page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`), fullPage });
+}
+
+function meanAbsDifference(a: Uint8Array, b: Uint8Array): number {
+  expect(a.length).toBe(b.length);
+  let sum = 0;
+  for (let i = 0; i < a.length; i++) sum += Math.abs(a[i] - b[i]);
+  return sum / a.length;
+}
+
+async function metricValue(server: TestServer, name: string): Promise<number> {
+  return metric(await fetchMetrics(server.server.url), name);
 }
 
 async function stepsShown(page: Page, job: string, text: string): Promise<void> {
@@ -454,6 +467,81 @@ describe('viewer page in Chromium', () => {
     await sender.request(previewOf(sceneLatent('xl', 16, 16, 4), 'clear-stopped', 4, 10));
     await stepsShown(page, 'clear-stopped', 'step 4 / 10');
     expect(await card(page, 'clear-stopped').getAttribute('data-state')).toBe('running');
+    await context.close();
+  });
+});
+
+describe('TAESD pictures in the viewer', () => {
+  let server: TestServer;
+  let sender: TestClient;
+
+  // The stand-in TAESD decoders are among the test server's weights by default.
+  beforeEach(async () => {
+    server = await startTestServer();
+    sender = await TestClient.connect(server.wsUrl);
+  });
+
+  afterEach(async () => {
+    sender.close();
+    await server.close();
+  });
+
+  /** The `taesd` event of a job's step, as a watcher of the test's own got it. */
+  async function pushedTaesd(watcher: TestClient, job: string, step: number): Promise<Reply> {
+    return watcher.waitForEvent((e) => e.event === 'taesd' && e.key.endsWith(`/${job}`) && e.step === step);
+  }
+
+  it('shows the TAESD picture at full size when it is at least as new as the linear one, else the linear one, and says which and of which step', async () => {
+    const context = await browser.newContext({ viewport: DESKTOP, acceptDownloads: true });
+    const watcher = await TestClient.connect(server.wsUrl);
+    expect((await watcher.request({ op: 'watch' })).ok).toBe(true);
+    const first = await openViewer(context, `${server.server.url}/`);
+    const latents = [1, 2, 3, 4].map((seed) => sceneLatent('xl', 12, 16, seed));
+    await sender.request(previewOf(latents[0], 'taesd-job', 1, 10, { meta: { seed: 5 } }));
+    const pushed = await pushedTaesd(watcher, 'taesd-job', 1);
+    const shown = card(first.page, 'taesd-job');
+    await expect.poll(() => shown.locator('.source').textContent()).toBe('TAESD · step 1');
+    // Full size (8 image pixels per latent pixel): exactly the JPEG the server sent (libvips and
+    // Chromium both decode with libjpeg-turbo), which is the decoder's picture up to JPEG's loss.
+    const picture = await canvasPixels(first.page, '.job[data-job="taesd-job"] canvas');
+    expect([picture.width, picture.height]).toEqual([128, 96]);
+    expect(picture.rgb.equals(await sharp(Buffer.from(pushed.image.data)).raw().toBuffer())).toBe(true);
+    expect(meanAbsDifference(picture.rgb, (await server.engine.decodePreview(latents[0], {})).data)).toBeLessThan(16);
+    const box = await shown.locator('canvas').boundingBox();
+    await screenshot(first.page, 'desktop-taesd');
+
+    // Saved as what it is, at its size.
+    const [download] = await Promise.all([first.page.waitForEvent('download'), shown.locator('.save').click()]);
+    expect(download.suggestedFilename()).toBe('latent-bridge-taesd-job-seed-5-step-1-taesd.png');
+    expect(await decodePng(first.page, readFileSync((await download.path())!))).toEqual(picture);
+
+    // With nobody watching, a step gets no TAESD picture: a page opening then has the linear
+    // picture of step 2 and the TAESD one of step 1, and shows the linear one.
+    watcher.close();
+    await first.page.close();
+    await expect.poll(() => metricValue(server, 'latent_bridge_viewers')).toBe(0);
+    await sender.request(previewOf(latents[1], 'taesd-job', 2, 10, { meta: { seed: 5 } }));
+    const second = await openViewer(context, `${server.server.url}/`);
+    const again = card(second.page, 'taesd-job');
+    await expect.poll(() => again.locator('.source').textContent()).toBe('linear · step 2');
+    expect(await canvasPixels(second.page, '.job[data-job="taesd-job"] canvas')).toEqual(pixelsOf(renderPreview(latents[1])));
+    // The card keeps its size whichever picture it shows.
+    expect(await again.locator('canvas').boundingBox()).toEqual(box);
+
+    // Watched again: step 3 shows linear, then TAESD once its picture comes.
+    await sender.request(previewOf(latents[2], 'taesd-job', 3, 10, { meta: { seed: 5 } }));
+    await expect.poll(() => again.locator('.source').textContent()).toBe('TAESD · step 3');
+    const third = await canvasPixels(second.page, '.job[data-job="taesd-job"] canvas');
+    expect(meanAbsDifference(third.rgb, (await server.engine.decodePreview(latents[2], {})).data)).toBeLessThan(16);
+    await again.locator('.picture').click();
+    await expect.poll(() => second.page.locator('#large .source').textContent()).toBe('TAESD · step 3');
+    expect(await canvasPixels(second.page, '#large canvas')).toEqual(third);
+    await screenshot(second.page, 'desktop-taesd-large');
+    // A page that opens now gets both pictures in its snapshot, and shows the TAESD one.
+    const later = await openViewer(context, `${server.server.url}/`);
+    await expect.poll(() => card(later.page, 'taesd-job').locator('.source').textContent()).toBe('TAESD · step 3');
+    expect(await canvasPixels(later.page, '.job[data-job="taesd-job"] canvas')).toEqual(third);
+    for (const page of [first, second, later]) expect(page.consoleErrors).toEqual([]);
     await context.close();
   });
 });

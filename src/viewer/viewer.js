@@ -1,6 +1,6 @@
 // The live preview viewer. It speaks the same msgpack WebSocket protocol as any client
-// (docs/protocol.md): `hello` (for the families' names), one `watch`, then `preview` / `job` /
-// `remove` events. Plain browser JavaScript, so users need no build step; msgpack is msgpackr's
+// (docs/protocol.md): `hello` (for the families' names), one `watch`, then `preview` / `taesd` /
+// `job` / `remove` events. Plain browser JavaScript, so users need no build step; msgpack is msgpackr's
 // own browser build, which the server serves as /msgpackr.js.
 'use strict';
 
@@ -29,8 +29,11 @@ const large = document.getElementById('large');
 const largeCanvas = large.querySelector('.large-image');
 
 /**
- * key -> {info, card, canvas, receivedAt}: the job as the server last described it, its card,
- * and when (page clock) that description arrived, so timings run on without comparing clocks.
+ * key -> {info, card, canvas, receivedAt, shown, taesdStep, taesdDecodes}: the job as the server
+ * last described it, its card, when (page clock) that description arrived (so timings run on
+ * without comparing clocks), which picture its canvas shows ('linear' or 'taesd'), the step of
+ * its newest TAESD picture (undefined before the first), and how many TAESD pictures were
+ * handed to the decoder (so a slow decode never paints over a newer one).
  */
 const jobs = new Map();
 /** Jobs this page was told to clear, by key and start, so that a reconnect does not bring them back. */
@@ -127,8 +130,9 @@ function detailWords(info) {
 }
 
 /** What the picture shown is: the kind of preview and its step. */
-function sourceWords(info) {
-  return info.step !== null ? `linear · step ${info.step}` : 'linear';
+function sourceWords(entry) {
+  const [kind, step] = entry.shown === 'taesd' ? ['TAESD', entry.taesdStep] : ['linear', entry.info.step];
+  return step !== null ? `${kind} · step ${step}` : kind;
 }
 
 function isAtBottom() {
@@ -149,7 +153,7 @@ function showJob(info, image, arrived) {
   if (entry === undefined) {
     const follow = arrived && jobs.size > 0 && isAtBottom();
     const card = createCard(info.key);
-    entry = { info, card, canvas: card.querySelector('.image'), receivedAt: performance.now() };
+    entry = { info, card, canvas: card.querySelector('.image'), receivedAt: performance.now(), shown: 'linear', taesdStep: undefined, taesdDecodes: 0 };
     jobs.set(info.key, entry);
     jobsElement.append(card);
     emptyElement.hidden = true;
@@ -158,7 +162,11 @@ function showJob(info, image, arrived) {
   }
   entry.info = info;
   entry.receivedAt = performance.now();
-  if (image !== undefined) drawImage(entry.canvas, image);
+  // The linear picture goes on show unless the TAESD one there is at least as new.
+  if (image !== undefined && !taesdIsNewest(entry)) {
+    drawImage(entry.canvas, image);
+    entry.shown = 'linear';
+  }
   renderCard(entry, performance.now());
   updateClearButton();
   if (largeKey === info.key) renderLarge(entry);
@@ -185,7 +193,38 @@ function renderCard(entry, now) {
   const detail = card.querySelector('.detail');
   detail.textContent = info.outcome === 'failed' && info.error ? `failed: ${info.error}` : detailWords(info);
   detail.title = `${info.job} · ${detailWords(info)}`;
-  card.querySelector('.source').textContent = sourceWords(info);
+  card.querySelector('.source').textContent = sourceWords(entry);
+}
+
+/** Whether the job's newest TAESD picture is of the step of its linear one, or later. */
+function taesdIsNewest(entry) {
+  const linear = entry.info.step;
+  const taesd = entry.taesdStep;
+  return taesd !== undefined && (taesd === linear || (taesd !== null && linear !== null && taesd >= linear));
+}
+
+/** A job's TAESD picture (a JPEG at full size) goes on show once decoded, when it is at least as new as the linear one. */
+function showTaesd(key, step, image) {
+  const entry = jobs.get(key);
+  if (entry === undefined) return;
+  const decode = ++entry.taesdDecodes;
+  createImageBitmap(new Blob([image.data], { type: `image/${image.format}` })).then(
+    (bitmap) => {
+      if (jobs.get(key) === entry && decode === entry.taesdDecodes) {
+        entry.taesdStep = step;
+        if (taesdIsNewest(entry)) {
+          entry.canvas.width = bitmap.width;
+          entry.canvas.height = bitmap.height;
+          entry.canvas.getContext('2d').drawImage(bitmap, 0, 0);
+          entry.shown = 'taesd';
+          renderCard(entry, performance.now());
+          if (largeKey === key) renderLarge(entry);
+        }
+      }
+      bitmap.close();
+    },
+    (error) => console.warn(`a TAESD picture of ${key} could not be decoded: ${error}`),
+  );
 }
 
 function drawImage(canvas, image) {
@@ -248,7 +287,7 @@ function renderLarge(entry) {
   largeCanvas.getContext('2d').drawImage(canvas, 0, 0);
   large.querySelector('.large-title').textContent = info.meta.prompt ?? info.job;
   large.querySelector('.large-detail').textContent = [modelWords(info), settingsWords(info), `${stateWords(info)} ${stepWords(info)}`].filter(Boolean).join(' · ');
-  large.querySelector('.source').textContent = sourceWords(info);
+  large.querySelector('.source').textContent = sourceWords(entry);
 }
 
 large.addEventListener('close', () => {
@@ -261,12 +300,14 @@ large.addEventListener('click', (event) => {
 large.querySelector('.close').addEventListener('click', () => large.close());
 large.querySelector('.save').addEventListener('click', () => largeKey !== null && save(largeKey));
 
-/** `job name-seed-step.png`, in characters every file system takes. */
-function fileName(info) {
+/** `latent-bridge-JOB-seed-SEED-step-STEP-KIND.png` of the picture shown, in characters every file system takes. */
+function fileName(entry) {
+  const { info, shown } = entry;
+  const step = shown === 'taesd' ? entry.taesdStep : info.step;
   const parts = ['latent-bridge', info.job];
   if (info.meta.seed !== undefined) parts.push(`seed ${info.meta.seed}`);
-  if (info.step !== null) parts.push(`step ${info.step}`);
-  parts.push('linear');
+  if (step !== null) parts.push(`step ${step}`);
+  parts.push(shown);
   const name = parts
     .join(' ')
     .replace(/[^A-Za-z0-9._-]+/g, '-')
@@ -278,7 +319,7 @@ function fileName(info) {
 function save(key) {
   const entry = jobs.get(key);
   if (entry === undefined) return;
-  const name = fileName(entry.info);
+  const name = fileName(entry);
   entry.canvas.toBlob((blob) => {
     if (blob === null) return;
     const url = URL.createObjectURL(blob);
@@ -313,10 +354,11 @@ function handle(message) {
     const kept = new Set(message.jobs.map(({ job }) => clearedId(job)));
     for (const id of [...cleared]) if (!kept.has(id)) cleared.delete(id);
     for (const key of [...jobs.keys()]) removeJob(key);
-    for (const { job, image } of message.jobs) {
+    for (const { job, image, taesd } of message.jobs) {
       if (isCleared(job)) continue;
       cleared.delete(clearedId(job));
       showJob(job, image, false);
+      if (taesd !== undefined) showTaesd(job.key, taesd.step, taesd.image);
     }
     setStatus('open', 'connected, watching');
     return;
@@ -326,6 +368,9 @@ function handle(message) {
       if (isCleared(message.job)) break;
       cleared.delete(clearedId(message.job));
       showJob(message.job, message.image, true);
+      break;
+    case 'taesd':
+      showTaesd(message.key, message.step, message.image);
       break;
     case 'job':
       if (jobs.has(message.job.key)) showJob(message.job, undefined, true);
