@@ -167,6 +167,38 @@ describe('job metadata and job ends', () => {
   });
 });
 
+describe('a job run again under the same name', () => {
+  it('starts afresh: its start and first step are the new run\'s, and no TAESD picture of the earlier run is shown with it', async () => {
+    // The stand-in TAESD decoders are among the test server's weights by default.
+    const server = await startTestServer();
+    try {
+      const watcher = await watching(server);
+      const sender = await TestClient.connect(server.wsUrl);
+      const latent = (seed: number) => makeLatent('xl', 'model', [1, 4, 32, 32], seededData(4 * 32 * 32, seed));
+      const send = (step: number) => sender.request({ op: 'preview', family: 'xl', job: 'again', step, total: 10, latent: wireTensor([1, 4, 32, 32], latent(step).data) });
+      expect((await send(4)).ok).toBe(true);
+      await watcher.waitForEvent((e) => e.event === 'taesd' && e.step === 4);
+      // Step 5's decode takes far longer than the next request: step 1 of a new run comes while it runs.
+      expect((await send(5)).ok).toBe(true);
+      expect((await send(1)).ok).toBe(true);
+      const restarted = (await watcher.waitForEvent((e) => e.event === 'preview' && e.job.step === 1)).job;
+      const earlier = watcher.events.find((e) => e.event === 'preview' && e.job.step === 4)!.job;
+      expect(restarted.first_step).toBe(1);
+      expect(restarted.started).toBeGreaterThanOrEqual(earlier.stepped);
+      await watcher.waitForEvent((e) => e.event === 'taesd' && e.step === 1);
+      expect(watcher.events.filter((e) => e.event === 'taesd').map((e) => e.step)).toEqual([4, 1]);
+      const late = await TestClient.connect(server.wsUrl);
+      const [kept] = (await late.request({ op: 'watch' })).jobs;
+      expect(kept.taesd.step).toBe(1);
+      late.close();
+      sender.close();
+      watcher.close();
+    } finally {
+      await server.close();
+    }
+  });
+});
+
 describe('a job nobody ends', () => {
   it('is shown as stalled once no preview came for the idle time', async () => {
     const server = await startTestServer({ models: [], previewIdleMs: 50 });

@@ -142,6 +142,9 @@ export class ViewerHub {
   publish(preview: PublishedPreview): void {
     const key = jobKey(preview.owner, preview.job);
     const existing = this.#jobs.get(key);
+    // Steps that go back mean the client runs the job again (a reused job name): timing and TAESD start afresh.
+    const startsOver = existing !== undefined && preview.step !== undefined && existing.info.step !== null && preview.step < existing.info.step;
+    const run = startsOver ? undefined : existing;
     const finished = preview.step !== undefined && preview.total !== undefined && preview.step >= preview.total;
     const info: JobInfo = {
       key,
@@ -156,12 +159,12 @@ export class ViewerHub {
       outcome: finished ? 'finished' : null,
       error: null,
       meta: preview.meta !== undefined ? forViewers(preview.meta) : (existing?.info.meta ?? {}),
-      started: existing?.info.started ?? preview.received,
-      first_step: existing !== undefined ? existing.info.first_step : (preview.step ?? null),
+      started: run?.info.started ?? preview.received,
+      first_step: run !== undefined ? run.info.first_step : (preview.step ?? null),
       stepped: preview.received,
       updated: Date.now(),
     };
-    if (!this.#keep({ owner: preview.owner, info, image: preview.image, taesd: existing?.taesd })) return;
+    if (!this.#keep({ owner: preview.owner, info, image: preview.image, taesd: run?.taesd })) return;
     this.#broadcast(key, encodeMessage({ event: 'preview', job: info, image: preview.image }));
   }
 
@@ -170,6 +173,8 @@ export class ViewerHub {
     const key = jobKey(owner, picture.job);
     const existing = this.#jobs.get(key);
     if (existing === undefined) return;
+    // Of a later step than the job's preview: a decode of an earlier run of the job that finished late.
+    if (picture.step !== null && existing.info.step !== null && picture.step > existing.info.step) return;
     if (!this.#keep({ ...existing, taesd: picture })) return;
     this.#broadcast(key, encodeMessage(taesdEvent(key, picture)));
   }

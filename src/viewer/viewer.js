@@ -1,7 +1,7 @@
 // The live preview viewer. It speaks the same msgpack WebSocket protocol as any client
 // (docs/protocol.md): `hello` (for the families' names), one `watch`, then `preview` / `taesd` /
-// `job` / `remove` events. Plain browser JavaScript, so users need no build step; msgpack is msgpackr's
-// own browser build, which the server serves as /msgpackr.js.
+// `job` / `remove` events. Plain browser JavaScript, so users need no build step; msgpack is
+// msgpackr's own browser build, which the server serves as /msgpackr.js.
 'use strict';
 
 const PROTOCOL = 2;
@@ -160,6 +160,8 @@ function showJob(info, image, arrived) {
     // Like a log: a page left scrolled to the end keeps the newest job in sight.
     if (follow) card.scrollIntoView({ block: 'end' });
   }
+  // A job run again (a client reusing a job name) starts without a TAESD picture.
+  if (info.started !== entry.info.started) entry.taesdStep = undefined;
   entry.info = info;
   entry.receivedAt = performance.now();
   // The linear picture goes on show unless the TAESD one there is at least as new.
