@@ -7,6 +7,10 @@
 2. Hires hook: the whole conversion as the sampler thread sees it (encode, request, wait,
    decode, checks) for an xl->v1 interpose + x1.5 NN upscale of a 1x4x64x64 latent, next to
    the sidecar's own time for that request (its /metrics latency sum for `hires`).
+3. The preview hook again with "Latent bridge (TAESD)" as the live preview method (each step
+   then also asks for TAESD pictures): the sampler thread must not pay for them.
+4. From a step's `store_latent` to its TAESD picture in a viewer (a watching client), for a
+   1x4x64x64 latent on the sidecar's CPU, next to the same step's linear preview.
 
 Prints one JSON line: {"cases": [{"name", "ms", "baseline_ms"}, ...]}.
 Usage: python3 bench/shim_bench.py [--rounds N]
@@ -30,7 +34,10 @@ CONFORMANCE = REPO / "test" / "conformance"
 MODEL_FILES = {
     "interposer-xl-to-v1.weights.safetensors": "xl-to-v1_interposer-v4.0.safetensors",
     "upscaler-x1.5.weights.safetensors": "latent-upscaler-v2.1_SDv1-x1.5.safetensors",
+    # Random weights of the real TAESD layout: the same work as the real decoder.
+    "taesd/taesd-decoder-4ch.weights.safetensors": "taesd_decoder.safetensors",
 }
+TAESD_SAMPLES = 3
 PREVIEW_STEPS = 60
 HIRES_RUNS = 3
 STEP_GAP = 0.010
@@ -63,7 +70,8 @@ def hires_seconds(http_url):
     return (float(total.group(1)), int(count.group(1))) if total and count else (0.0, 0)
 
 
-def bench_preview_hook(rounds):
+def bench_preview_hook(rounds, method):
+    shared.opts.data["show_progress_type"] = method
     ours = sd_samplers_common.store_latent
     stock = patches.original("latent_bridge", sd_samplers_common, "store_latent")
     shared.state.begin(job="bench")
@@ -80,7 +88,38 @@ def bench_preview_hook(rounds):
                 function(latent)
                 times[name].append((time.perf_counter() - start) * 1000)
                 time.sleep(STEP_GAP)
-    return {"name": "shim: sampler-thread time in the preview hook per step, 1x4x128x128", "ms": statistics.median(times["ours"]), "baseline_ms": statistics.median(times["stock"])}
+    return {"name": f"shim: sampler-thread time in the preview hook per step, 1x4x128x128, {method} previews", "ms": statistics.median(times["ours"]), "baseline_ms": statistics.median(times["stock"])}
+
+
+def bench_taesd_latency(rounds, ws_url):
+    """Seconds from store_latent to the viewer's TAESD picture of that step, and to its linear one."""
+    import msgpack
+    import websocket
+
+    shared.opts.data["show_progress_type"] = "Latent bridge (TAESD)"
+    viewer = websocket.create_connection(ws_url, timeout=60)
+    viewer.send_binary(msgpack.packb({"id": 1, "op": "watch"}, use_bin_type=True))
+    msgpack.unpackb(viewer.recv(), raw=False)
+    shared.state.begin(job="taesd bench")
+    shared.state.sampling_steps = 1000
+    taesd, linear = [], []
+    for sample in range(rounds * TAESD_SAMPLES + 1):
+        shared.state.sampling_step = sample
+        latent = torch.randn(1, 4, 64, 64) * 2
+        start = time.perf_counter()
+        sd_samplers_common.store_latent(latent)
+        got = {}
+        while "taesd" not in got:
+            event = msgpack.unpackb(viewer.recv(), raw=False)
+            if event.get("event") == "preview" and "preview" not in got:
+                got["preview"] = time.perf_counter()
+            elif event.get("event") == "taesd":
+                got["taesd"] = time.perf_counter()
+        if sample > 0:  # the first one also loads the decoder
+            taesd.append((got["taesd"] - start) * 1000)
+            linear.append((got["preview"] - start) * 1000)
+    viewer.close()
+    return {"name": "shim: store_latent to its TAESD picture in a viewer, 1x4x64x64 on CPU, vs its linear preview", "ms": statistics.median(taesd), "baseline_ms": statistics.median(linear)}
 
 
 def bench_hires_hook(rounds, http_url):
@@ -128,7 +167,12 @@ def main():
         from latent_bridge_shim import sidecar
 
         sidecar.client().request("hello", {"protocol": 2}, 10)  # connected before timing
-        cases = [bench_preview_hook(rounds), bench_hires_hook(rounds, http_url)]
+        cases = [
+            bench_preview_hook(rounds, "Latent bridge"),
+            bench_hires_hook(rounds, http_url),
+            bench_preview_hook(rounds, "Latent bridge (TAESD)"),
+            bench_taesd_latency(rounds, http_url.replace("http://", "ws://") + "/ws"),
+        ]
         print(json.dumps({"cases": cases}))
     finally:
         if process is not None:

@@ -5,7 +5,7 @@ import { makeLatent, type Latent } from '../src/latent.ts';
 import { PROTOCOL_VERSION } from '../src/protocol/messages.ts';
 import { seededData } from './support/conformance.ts';
 import { STAND_INS } from './support/models-dir.ts';
-import { startTestServer, TestClient, wireTensor, type Reply, type TestServer } from './support/server-harness.ts';
+import { packr, startTestServer, TestClient, wireTensor, type Reply, type TestServer } from './support/server-harness.ts';
 
 const servers: TestServer[] = [];
 const clients: TestClient[] = [];
@@ -152,10 +152,17 @@ describe('TAESD previews', () => {
     expect(taesdOf(sender, 'offline')).toHaveLength(1);
   });
 
-  it('are asked for only with published previews', async () => {
+  it('go only to the client that asked when its previews are not published', async () => {
     const server = await start();
+    const viewer = await connect(server);
+    expect((await viewer.request({ op: 'watch' })).ok).toBe(true);
     const sender = await connect(server);
-    const reply = await sender.request(preview(xlLatent(50), 'private', 1, { taesd: true, publish: false }));
-    expect(reply).toMatchObject({ ok: false, error: { code: 'bad_request', message: expect.stringMatching(/taesd: true needs publish: true/) } });
+    sender.ws.send(packr.pack({ ...preview(xlLatent(50), 'private', 1, { taesd: true, publish: false, noreply: true }), id: 'quiet' }));
+    const own = await sender.waitForEvent((e) => e.event === 'taesd' && e.job === 'private');
+    expect(own).toMatchObject({ step: 1, shape: [1, 4, 8, 8], grid: false, image: { format: 'jpeg', width: 64 } });
+    expect((await viewer.request({ op: 'hello', protocol: PROTOCOL_VERSION })).ok).toBe(true);
+    expect(viewer.events.filter((e) => e.event !== undefined)).toEqual([]);
+    const nobody = await sender.request(preview(xlLatent(51), 'nobody', 1, { publish: false, noreply: true }));
+    expect(nobody).toMatchObject({ ok: false, error: { code: 'bad_request', message: expect.stringMatching(/would reach nobody/) } });
   });
 });

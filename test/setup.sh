@@ -7,6 +7,6 @@ export DEBIAN_FRONTEND=noninteractive
 if [ "$(id -u)" -eq 0 ]; then apt=(apt-get); else apt=(sudo apt-get); fi
 "${apt[@]}" update -qq
 "${apt[@]}" install -y -qq --no-install-recommends \
-  python3 python3-torch python3-numpy python3-pytest python3-msgpack python3-websocket \
+  python3 python3-torch python3-numpy python3-pil python3-pytest python3-msgpack python3-websocket \
   chromium >/dev/null
 npm ci --no-audit --no-fund

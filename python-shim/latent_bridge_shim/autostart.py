@@ -122,12 +122,8 @@ def stop():
 
 def _command(host, port, token):
     recorded = location.read()
-    entry = recorded.get("sidecar")
-    if not entry:
-        # A checkout, or linked from one: python-shim/ sits next to bin/.
-        candidate = location.EXTENSION_DIR.parent / "bin" / "latent-bridge.js"
-        entry = str(candidate) if candidate.is_file() else None
-    if entry is None or not Path(entry).is_file():
+    entry = location.sidecar_entry()
+    if entry is None:
         notices.warn_once(
             "autostart",
             "autostart does not know where the sidecar is: run `latent-bridge install-extension WEBUI_DIR` "
@@ -140,7 +136,7 @@ def _command(host, port, token):
         return None
     # --exit-with-parent: should the webui die without running its exit handlers, the sidecar
     # stops too instead of holding the port for the next start.
-    command = [node.path, entry, "serve", "--host", host, "--port", str(port), "--exit-with-parent"]
+    command = [node.path, str(entry), "serve", "--host", host, "--port", str(port), "--exit-with-parent"]
     return command + [str(arg) for arg in recorded.get("serve_args", [])]
 
 

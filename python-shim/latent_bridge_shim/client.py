@@ -81,10 +81,12 @@ class _Waiter:
 
 
 class SidecarClient:
-    def __init__(self, url, token=None, client_name="latent-bridge-shim"):
+    def __init__(self, url, token=None, client_name="latent-bridge-shim", on_event=None):
         self.url = url
         self.token = token or None
         self.client_name = client_name
+        # Called on the reader thread with each pushed message (`{event: ...}`, no reply to anything).
+        self._on_event = on_event
         self.server = None  # the hello reply of the current connection
         self._ids = itertools.count(1)
         self._connect_lock = threading.Lock()
@@ -244,11 +246,23 @@ class SidecarClient:
                 return
             if not isinstance(reply, dict):
                 continue
+            if "event" in reply and "id" not in reply:
+                self._deliver_event(reply)
+                continue
             with self._lock:
                 waiter = self._waiters.get(reply.get("id"))
             if waiter is not None:
                 waiter.reply = reply
                 waiter.event.set()
+
+    def _deliver_event(self, event):
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(event)
+        except Exception:
+            # A pushed picture that cannot be used is skipped; the connection is not at fault.
+            pass
 
     def _drop(self, ws, reason):
         with self._lock:

@@ -7,9 +7,9 @@ A webui can end up with two copies of the extension (installed from the Extensio
 would import this same package anyway.
 """
 
-from modules import script_callbacks
+from modules import paths_internal, script_callbacks
 
-from . import autostart, hires, hooks, notices, settings
+from . import autostart, hires, hooks, notices, settings, taesd_weights
 
 _loaded_from = None
 _viewer_announced = False
@@ -32,6 +32,8 @@ def load(extension_dir):
     script_callbacks.on_cfg_denoiser(hires.follow_first_pass_model)
     script_callbacks.on_script_unloaded(unload)
     _announce_viewer()
+    # The webui's own TAESD decoders, for the sidecar's TAESD previews (no download needed).
+    taesd_weights.convert_in_background(paths_internal.models_path)
     autostart.start_in_background()
 
 

@@ -11,12 +11,14 @@ import functools
 
 from modules import patches, processing, sd_samplers_common, shared
 
-from . import hires, notices, previews
+from . import hires, notices, previews, taesd
 
 KEY = "latent_bridge"
 
 _Txt2Img = processing.StableDiffusionProcessingTxt2Img
 _PREVIEW_OPTION = "show_progress_type"
+# The live preview methods the extension adds, each with what makes its pictures.
+_METHODS = {previews.METHOD: previews.images, taesd.METHOD: previews.taesd_images}
 
 
 def install():
@@ -25,8 +27,9 @@ def install():
     # A latent upscale mode shows up in the hires upscaler list, the API and the X/Y/Z grid.
     shared.latent_upscale_modes[hires.MODE_NAME] = hires.MODE
     indexes = sd_samplers_common.approximation_indexes
-    if previews.METHOD not in indexes:
-        indexes[previews.METHOD] = max(indexes.values(), default=0) + 1
+    for method in _METHODS:
+        if method not in indexes:
+            indexes[method] = max(indexes.values(), default=0) + 1
     info = shared.opts.data_labels.get(_PREVIEW_OPTION)
     if info is not None:
         _patch(info, "component_args", _with_preview_method)
@@ -41,7 +44,9 @@ def uninstall():
         if patches.original(KEY, obj, field) is not None:
             patches.undo(KEY, obj, field)
     shared.latent_upscale_modes.pop(hires.MODE_NAME, None)
-    sd_samplers_common.approximation_indexes.pop(previews.METHOD, None)
+    for method in _METHODS:
+        sd_samplers_common.approximation_indexes.pop(method, None)
+    taesd.forget()
 
 
 def _functions():
@@ -67,15 +72,14 @@ def _keeping_identity(make_wrapper):
 
 
 def _with_preview_method(component_args):
-    """The "Live preview method" radio's arguments with "Latent bridge" among the choices.
+    """The "Live preview method" radio's arguments with the extension's methods among the choices.
 
     The settings tab builds the radio from `component_args`, which the webui allows to be a dict
     or a function returning one (called each time the tab is built); either form is kept.
     """
     def add(args):
         choices = list(args.get("choices") or ())
-        if previews.METHOD not in choices:
-            choices.append(previews.METHOD)
+        choices += [method for method in _METHODS if method not in choices]
         return dict(args, choices=choices)
 
     if callable(component_args):
@@ -133,16 +137,19 @@ def _wrap_store_latent(original):
 
 def _wrap_samples_to_images_tensor(original):
     def samples_to_images_tensor(sample, approximation=None, *args, **kwargs):
-        own_index = sd_samplers_common.approximation_indexes.get(previews.METHOD)
-        if previews.wants_method(approximation, own_index):
+        indexes = sd_samplers_common.approximation_indexes
+        for method, make_pictures in _METHODS.items():
+            if not previews.wants_method(approximation, indexes.get(method), method):
+                continue
             try:
-                pictures = previews.images(sample)
+                pictures = make_pictures(sample)
             except Exception as error:  # a preview must never cost the image
-                notices.warn_once("internal:method", f"the Latent bridge preview failed: {error!r}")
+                notices.warn_once(f"internal:method:{method}", f"the {method} preview failed: {error!r}")
                 pictures = None
             if pictures is not None:
                 return pictures
-            approximation = sd_samplers_common.approximation_indexes.get(previews.FALLBACK_METHOD, 2)
+            approximation = indexes.get(previews.FALLBACK_METHOD, 2)
+            break
         return original(sample, approximation, *args, **kwargs)
 
     return samples_to_images_tensor

@@ -54,6 +54,22 @@ def record(**fields):
     os.replace(temporary, LOCATION_FILE)
 
 
+def sidecar_entry():
+    """The sidecar's `bin/latent-bridge.js`: recorded by install-extension, else the checkout this
+    package sits in (cloned from the Extensions tab, or linked from one); None when neither."""
+    entry = read().get("sidecar")
+    if not entry:
+        # A checkout, or linked from one: python-shim/ sits next to bin/.
+        entry = str(EXTENSION_DIR.parent / "bin" / "latent-bridge.js")
+    return Path(entry) if Path(entry).is_file() else None
+
+
+def sidecar_models_dir():
+    """The sidecar package's own `models/` folder, which it always searches; None without a sidecar."""
+    entry = sidecar_entry()
+    return None if entry is None else entry.parent.parent / "models"
+
+
 def find_node():
     """Looks at the recorded Node, then at `node` on PATH."""
     too_old = []

@@ -18,13 +18,15 @@ import numpy as np
 import torch
 from modules import sd_samplers_common, shared
 
-from . import families, notices, settings, sidecar, wire
+from . import families, notices, settings, sidecar, taesd, wire
 from .client import SidecarError, SidecarTimeout, SidecarUnavailable, describe_error
 
 METHOD = "Latent bridge"
 FALLBACK_METHOD = "Approx cheap"
 # A preview decode that takes longer than this is worth less than a cheap one now.
 PREVIEW_TIMEOUT = 2.0
+# The TAESD method's stand-in before its first picture: the progress request must not wait on it.
+TAESD_FALLBACK_TIMEOUT = 0.05
 # The webui shows these itself, so they are not published to the sidecar's viewer; a job of
 # their own keeps them from superseding the per-step previews of the running job.
 MIRROR_JOB = "webui live preview"
@@ -43,12 +45,13 @@ _INTERRUPTED = getattr(sd_samplers_common, "InterruptedException", ())
 class _Pass:
     """One sampling pass: a job, one card in the viewer."""
 
-    __slots__ = ("job", "meta", "published")
+    __slots__ = ("job", "meta", "sent", "published")
 
     def __init__(self, job, meta):
         self.job = job
         self.meta = meta
-        # Whether a step of it was queued for the viewer: only then is its end worth sending.
+        # Whether a step of it was queued, and whether one was for the viewer: only then is its end worth sending.
+        self.sent = False
         self.published = False
 
 
@@ -83,22 +86,36 @@ def end_pass(error=None):
 
 
 def send_step(latent):
-    """Queues one step's x0 for the viewer; called in the sampler thread, returns at once."""
-    if not settings.get(settings.PREVIEWS):
+    """Queues one step's x0 for the viewer (and, with the TAESD method, for its pictures);
+    called in the sampler thread, returns at once."""
+    publish = bool(settings.get(settings.PREVIEWS))
+    wants_taesd = shared.opts.data.get("show_progress_type") == taesd.METHOD
+    if not (publish or wants_taesd):
         return
     family = families.detect(shared.sd_model)
     if family is None:
         return
-    job, meta, step, total = _next_step()
+    job, meta, step, total = _next_step(publish)
     grid = bool(shared.opts.data.get("show_progress_grid", True))
 
     def fields():
-        return {"latent": wire.encode(latent), "family": family, "job": job, "step": step, "total": total, "grid": grid, "meta": meta, "noreply": True}
+        return {
+            "latent": wire.encode(latent),
+            "family": family,
+            "job": job,
+            "step": step,
+            "total": total,
+            "grid": grid,
+            "noreply": True,
+            "publish": publish,
+            "taesd": wants_taesd,
+            **({"meta": meta} if publish else {}),
+        }
 
     sidecar.client().post("preview", fields)
 
 
-def _next_step():
+def _next_step(publish):
     """(job, meta, step, total) for the x0 being stored now; step counts the steps done, 1 to total.
 
     The webui updates `state.sampling_step` after each step's model evaluation, so the x0 of
@@ -113,8 +130,9 @@ def _next_step():
         if current is None or current.job != job:
             # A pass whose start the launch_sampling hook did not see: it goes without metadata.
             current = _current_pass = _Pass(job, {})
-        first = not current.published
-        current.published = True
+        first = not current.sent
+        current.sent = True
+        current.published = current.published or publish
     return job, current.meta, 1 if first else min(int(state.sampling_step) + 2, total), total
 
 
@@ -183,22 +201,45 @@ def _sampler_name(p, sampler, hires):
     return name if isinstance(name, str) else None
 
 
-def wants_method(approximation, own_index):
-    """Whether a samples_to_images_tensor call is a live preview to be made by the sidecar."""
+def wants_method(approximation, own_index, method=METHOD):
+    """Whether a samples_to_images_tensor call is a live preview to be made with `method`."""
     if approximation == own_index:
         return True
     if approximation is None or (shared.state.interrupted and shared.opts.data.get("live_preview_fast_interrupt", False)):
-        return shared.opts.data.get("show_progress_type") == METHOD
+        return shared.opts.data.get("show_progress_type") == method
     return False
 
 
-def images(sample):
+def taesd_images(sample):
+    """The TAESD method: the newest TAESD picture of the running job for this sample, already at
+    hand; without one yet, the linear preview (asked for with a short timeout), else None."""
+    job = _job_name(shared.state)
+    picture = taesd.newest(job, _item_of_current_latent(sample))
+    if picture is not None:
+        return picture.to(sample.device)
+    return images(sample, timeout=TAESD_FALLBACK_TIMEOUT)
+
+
+def _item_of_current_latent(sample):
+    """Which batch item of the state's latent `sample` is: the webui previews a grid one item at a
+    time, each a view into `state.current_latent`, so the item shows in where its data starts."""
+    current = getattr(shared.state, "current_latent", None)
+    if not isinstance(current, torch.Tensor) or current.dim() != 4 or current.shape[0] < 2:
+        return 0
+    offset = sample.data_ptr() - current.data_ptr()
+    item_bytes = current.stride(0) * current.element_size()
+    if offset < 0 or offset % item_bytes != 0 or offset // item_bytes >= current.shape[0]:
+        return 0
+    return offset // item_bytes
+
+
+def images(sample, timeout=PREVIEW_TIMEOUT):
     """[-1, 1] RGB tensors [B, 3, H, W] for a batch of latents, or None (warned) when the sidecar cannot."""
     family = families.detect(shared.sd_model)
     if family is None:
         notices.warn_once("family", f"cannot tell the latent family of the loaded checkpoint; live previews use {FALLBACK_METHOD}")
         return None
-    timeout = min(PREVIEW_TIMEOUT, settings.timeout())
+    timeout = min(timeout, settings.timeout())
     client = sidecar.client()
     pictures = []
     try:

@@ -2,7 +2,7 @@
 
 import threading
 
-from . import VERSION, settings
+from . import VERSION, settings, taesd
 from .client import SidecarClient
 
 _lock = threading.Lock()
@@ -21,7 +21,7 @@ def client():
         if _client is None or _client.url != url or _client.token != token:
             if _client is not None:
                 _client.close()
-            _client = SidecarClient(url, token, client_name=f"latent-bridge-shim/{VERSION} (webui)")
+            _client = SidecarClient(url, token, client_name=f"latent-bridge-shim/{VERSION} (webui)", on_event=taesd.receive)
         return _client
 
 

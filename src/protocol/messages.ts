@@ -90,7 +90,7 @@ export interface PreviewRequest {
   /** False: draw and answer only, never show it to viewers (for a client's own preview display). */
   readonly publish: boolean;
   readonly meta?: PreviewMeta;
-  /** True: also push this job's TAESD pictures to this connection as `taesd` events. */
+  /** True: also push this job's TAESD pictures to this connection as `taesd` events (to viewers too when published). */
   readonly taesd: boolean;
 }
 
@@ -177,8 +177,7 @@ function readPreview(map: WireMap, batch: number): PreviewRequest {
   const noreply = readOptionalBoolean(map, 'noreply') ?? false;
   const publish = readOptionalBoolean(map, 'publish') ?? true;
   const taesd = readOptionalBoolean(map, 'taesd') ?? false;
-  if (noreply && !publish) throw new BridgeError('bad_request', 'a preview with noreply: true and publish: false would reach nobody');
-  if (taesd && !publish) throw new BridgeError('bad_request', 'TAESD pictures are made of published previews: taesd: true needs publish: true');
+  if (noreply && !publish && !taesd) throw new BridgeError('bad_request', 'a preview with noreply: true, publish: false and no taesd would reach nobody');
   return { job, step, total, index, grid, noreply, publish, taesd, meta: readPreviewMeta(map) };
 }
 

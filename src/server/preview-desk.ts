@@ -88,22 +88,23 @@ export class PreviewDesk {
     const image = renderPreview(latent, { index: order.preview.index, grid: order.preview.grid });
     this.#metrics.preview('drawn');
     order.settle({ image });
-    if (!order.preview.publish) return;
     const job = order.preview.job ?? DEFAULT_JOB;
-    this.#hub.publish({
-      owner: order.owner,
-      client: order.client,
-      job,
-      family: latent.family,
-      step: order.preview.step,
-      total: order.preview.total,
-      shape: latent.shape,
-      image,
-      meta: order.preview.meta,
-      received: order.received,
-    });
+    if (order.preview.publish) {
+      this.#hub.publish({
+        owner: order.owner,
+        client: order.client,
+        job,
+        family: latent.family,
+        step: order.preview.step,
+        total: order.preview.total,
+        shape: latent.shape,
+        image,
+        meta: order.preview.meta,
+        received: order.received,
+      });
+    }
     // TAESD pictures cost seconds of CPU each: only for someone who will see them.
-    if (order.preview.taesd || this.#hub.viewerCount > 0) this.#decode(order, job);
+    if (order.preview.taesd || (order.preview.publish && this.#hub.viewerCount > 0)) this.#decode(order, job);
   }
 
   #decode(order: PreviewOrder, job: string): void {
@@ -116,8 +117,9 @@ export class PreviewDesk {
       index: preview.index,
       grid: preview.grid,
       deliver: (picture: TaesdPicture) => {
-        this.#hub.publishTaesd(owner, picture);
-        if (preview.taesd) order.notify({ event: 'taesd', job, step: picture.step, image: picture.image });
+        if (preview.publish) this.#hub.publishTaesd(owner, picture);
+        // With the latent's shape and the grid flag, a client can cut a grid back into its items.
+        if (preview.taesd) order.notify({ event: 'taesd', job, step: picture.step, shape: order.input.latent.shape, grid: preview.grid, image: picture.image });
       },
       unavailable: (error: BridgeError) => {
         if (preview.taesd) order.notify({ event: 'taesd', job, error: { code: error.code, message: error.message } });

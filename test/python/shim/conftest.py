@@ -37,6 +37,8 @@ MODEL_FILES = {
     "upscaler-x2.0.weights.safetensors": ["latent-upscaler-v2.1_SDv1-x2.0.safetensors", "latent-upscaler-v2.1_SDxl-x2.0.safetensors"],
     "upscaler-x1.5.weights.safetensors": ["latent-upscaler-v2.1_SDv1-x1.5.safetensors", "latent-upscaler-v2.1_SDxl-x1.5.safetensors"],
     "upscaler-x1.25-small.weights.safetensors": ["latent-upscaler-v2.1_SDv1-x1.25.safetensors", "latent-upscaler-v2.1_SDxl-x1.25.safetensors"],
+    "taesd/taesd-decoder-4ch.weights.safetensors": ["taesd_decoder.safetensors", "taesdxl_decoder.safetensors"],
+    "taesd/taesd-decoder-16ch.weights.safetensors": ["taesd3_decoder.safetensors", "taef1_decoder.safetensors"],
 }
 
 CHECKPOINTS = {"sd15": checkpoints.sd15, "sd2": checkpoints.sd2, "sdxl": checkpoints.sdxl, "ssd": checkpoints.ssd, "sd3": checkpoints.sd3}

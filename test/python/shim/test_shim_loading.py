@@ -73,7 +73,7 @@ def test_preview_method_choice_when_the_webui_gives_the_radio_a_function(webui):
     original = info.component_args
     webui.start("--latent-bridge-autostart", "off")
     assert callable(info.component_args)
-    assert info.component_args()["choices"] == ["Approx NN", "Approx cheap", "TAESD", "Latent bridge"]
+    assert info.component_args()["choices"] == ["Approx NN", "Approx cheap", "TAESD", "Latent bridge", "Latent bridge (TAESD)"]
     webui.reload()
     assert info.component_args()["choices"].count("Latent bridge") == 1
     script_callbacks.script_unloaded_callback()
