@@ -195,6 +195,21 @@ def test_previews_can_be_switched_off(webui, sidecar):
     assert viewer.previews("txt2img") == []
 
 
+def test_steps_sent_only_for_the_taesd_method_tell_viewers_nothing(webui, sidecar):
+    """With the viewer's previews off, the TAESD method's steps go unpublished: no metadata, no job to end."""
+    start(webui, sidecar.url)
+    shared.opts.data["latent_bridge_previews"] = False
+    shared.opts.data["show_progress_type"] = "Latent bridge (TAESD)"
+    client = webui.module("sidecar").client()
+    previews, ends, marks = record_sent(client, "preview"), record_sent(client, "end"), record_sent(client, "hello")
+    webui.txt2img("sd15", prompt="a lighthouse", width=64, height=64, steps=3)
+    # The sender thread sends in order: once this mark is out, whatever the pass queued is too.
+    client.post("hello", lambda: {"protocol": 2, "client": "mark"})
+    assert wait_for(lambda: len(marks) == 1)
+    assert [(p["publish"], p["taesd"], "meta" in p) for p in previews] == [(False, True, False)] * 3
+    assert ends == []
+
+
 def cheap_image(latent):
     return sd_samplers_common.single_sample_to_image(latent, sd_samplers_common.approximation_indexes["Approx cheap"])
 
