@@ -175,7 +175,7 @@ class SidecarClient:
                 self._failures += 1
                 delay = min(RETRY_MAX_DELAY, RETRY_FIRST_DELAY * 2 ** (self._failures - 1))
                 self._retry_at = time.monotonic() + delay
-                self._last_failure = f"cannot reach the sidecar at {self.url}: {_describe(error)}"
+                self._last_failure = f"cannot reach the sidecar at {self.url}: {describe_error(error)}"
                 raise SidecarUnavailable(self._last_failure) from error
             self._failures = 0
             self.server = server
@@ -212,7 +212,7 @@ class SidecarClient:
         try:
             ws.send_frame(_Frame(payload))
         except Exception as error:
-            reason = f"connection to the sidecar lost while sending: {_describe(error)}"
+            reason = f"connection to the sidecar lost while sending: {describe_error(error)}"
             if drop_on_error:
                 self._drop(ws, reason)
             raise SidecarUnavailable(reason) from error
@@ -232,7 +232,7 @@ class SidecarClient:
                         continue
                 opcode, data = ws.recv_data()
             except Exception as error:
-                self._drop(ws, f"connection to the sidecar lost: {_describe(error)}")
+                self._drop(ws, f"connection to the sidecar lost: {describe_error(error)}")
                 return
             if opcode == websocket.ABNF.OPCODE_CLOSE:
                 self._drop(ws, "the sidecar closed the connection")
@@ -242,7 +242,7 @@ class SidecarClient:
             try:
                 reply = msgpack.unpackb(data, raw=False)
             except Exception as error:
-                self._drop(ws, f"the sidecar sent an unreadable frame: {_describe(error)}")
+                self._drop(ws, f"the sidecar sent an unreadable frame: {describe_error(error)}")
                 return
             if not isinstance(reply, dict):
                 continue
@@ -303,6 +303,7 @@ def _buffered(ws):
     return callable(pending) and pending() > 0
 
 
-def _describe(error):
+def describe_error(error):
+    """An exception as `Type: message`, for a log line."""
     text = str(error).strip()
     return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -54,6 +54,7 @@ def _functions():
     return (
         (_Txt2Img, "sample", _wrap_sample),
         (_Txt2Img, "sample_hr_pass", _wrap_sample_hr_pass),
+        (sd_samplers_common.Sampler, "launch_sampling", _wrap_launch_sampling),
         (sd_samplers_common, "store_latent", _wrap_store_latent),
         (sd_samplers_common, "samples_to_images_tensor", _wrap_samples_to_images_tensor),
     )
@@ -101,13 +102,35 @@ def _wrap_sample_hr_pass(original):
     return sample_hr_pass
 
 
+def _wrap_launch_sampling(original):
+    """Every sampling pass (txt2img, its hires pass, img2img) runs through Sampler.launch_sampling,
+    which returns early, without an exception, when the user interrupts or skips."""
+
+    def launch_sampling(self, steps, func):
+        _guarded(previews.begin_pass, self)
+        try:
+            result = original(self, steps, func)
+        except BaseException as error:
+            _guarded(previews.end_pass, error)
+            raise
+        _guarded(previews.end_pass)
+        return result
+
+    return launch_sampling
+
+
+def _guarded(function, *args):
+    """Runs a preview hook; a preview must never cost the image."""
+    try:
+        function(*args)
+    except Exception as error:
+        notices.warn_once("internal:previews", f"per-step previews failed and are skipped: {error!r}")
+
+
 def _wrap_store_latent(original):
     def store_latent(decoded):
         original(decoded)
-        try:
-            previews.send_step(decoded)
-        except Exception as error:  # a preview must never cost the image
-            notices.warn_once("internal:previews", f"per-step previews failed and are skipped: {error!r}")
+        _guarded(previews.send_step, decoded)
 
     return store_latent
 

@@ -3,20 +3,23 @@
 Two paths:
 - every step's x0 (what the webui hands to `store_latent`) is queued for the sidecar's viewer
   without waiting: the sampler thread only puts a reference in a queue, the sender thread
-  copies, packs and sends it;
+  copies, packs and sends it. Each sampling pass is a job of its own: what the viewer shows
+  about it (prompt, model, seed, ...) is gathered once as the pass starts, and how it ended
+  (finished, interrupted, failed) is queued the same way when it ends;
 - "Latent bridge" as the webui's own live preview method: `samples_to_images_tensor` asks the
   sidecar for the picture when the webui decodes a preview (in an HTTP thread, or in the
   sampler thread under --lowvram/--medvram), and falls back to "Approx cheap".
 """
 
+import numbers
 import threading
 
 import numpy as np
 import torch
-from modules import shared
+from modules import sd_samplers_common, shared
 
 from . import families, notices, settings, sidecar, taesd, wire
-from .client import SidecarError, SidecarTimeout, SidecarUnavailable
+from .client import SidecarError, SidecarTimeout, SidecarUnavailable, describe_error
 
 METHOD = "Latent bridge"
 FALLBACK_METHOD = "Approx cheap"
@@ -28,8 +31,58 @@ TAESD_FALLBACK_TIMEOUT = 0.05
 # their own keeps them from superseding the per-step previews of the running job.
 MIRROR_JOB = "webui live preview"
 
-_steps_lock = threading.Lock()
-_current_job = None
+# Lengths the sidecar accepts (docs/protocol.md, `preview`'s `meta` and `end`), in characters:
+# a character is at most two of the UTF-16 units the sidecar counts.
+_PROMPT_CHARS = 2000
+_NAME_CHARS = 120
+_SAMPLER_CHARS = 30
+_ERROR_CHARS = 120
+_MAX_SEED = 2**53 - 1
+# What the webui's samplers raise to stop a pass; launch_sampling normally catches it itself.
+_INTERRUPTED = getattr(sd_samplers_common, "InterruptedException", ())
+
+
+class _Pass:
+    """One sampling pass: a job, one card in the viewer."""
+
+    __slots__ = ("job", "meta", "sent", "published")
+
+    def __init__(self, job, meta):
+        self.job = job
+        self.meta = meta
+        # Whether a step of it was queued, and whether one was for the viewer: only then is its end worth sending.
+        self.sent = False
+        self.published = False
+
+
+_pass_lock = threading.Lock()
+_current_pass = None
+
+
+def begin_pass(sampler):
+    """Called in the sampler thread as a sampling pass starts: a few attribute reads, nothing sent."""
+    global _current_pass
+    meta = _meta(_processing_of(sampler), sampler) if settings.get(settings.PREVIEWS) else {}
+    with _pass_lock:
+        _current_pass = _Pass(_job_name(shared.state), meta)
+
+
+def end_pass(error=None):
+    """Called in the sampler thread as a pass ends, with what it raised if anything: queues how it
+    ended behind its last step. The webui's Interrupt and Skip make the pass return early."""
+    global _current_pass
+    with _pass_lock:
+        ended, _current_pass = _current_pass, None
+    if ended is None or not ended.published:
+        return
+    state = shared.state
+    if isinstance(error, _INTERRUPTED) or (error is None and (state.interrupted or state.skipped)):
+        fields = {"outcome": "interrupted"}
+    elif error is not None:
+        fields = {"outcome": "failed", "error": describe_error(error)[:_ERROR_CHARS]}
+    else:
+        fields = {"outcome": "finished"}
+    sidecar.client().post("end", lambda: dict(fields, job=ended.job, noreply=True))
 
 
 def send_step(latent):
@@ -42,7 +95,7 @@ def send_step(latent):
     family = families.detect(shared.sd_model)
     if family is None:
         return
-    job, step, total = _next_step()
+    job, meta, step, total = _next_step(publish)
     grid = bool(shared.opts.data.get("show_progress_grid", True))
 
     def fields():
@@ -56,31 +109,96 @@ def send_step(latent):
             "noreply": True,
             "publish": publish,
             "taesd": wants_taesd,
+            **({"meta": meta} if publish else {}),
         }
 
     sidecar.client().post("preview", fields)
 
 
-def _next_step():
-    """(job, step, total) for the x0 being stored now; step counts the steps done, 1 to total.
+def _next_step(publish):
+    """(job, meta, step, total) for the x0 being stored now; step counts the steps done, 1 to total.
 
     The webui updates `state.sampling_step` after each step's model evaluation, so the x0 of
     step i (from 0) arrives while it still says i-1, and 0 for both of the first two steps.
     """
-    global _current_job
+    global _current_pass
     state = shared.state
     job = _job_name(state)
     total = max(int(getattr(state, "sampling_steps", 0) or 0), 1)
-    with _steps_lock:
-        if job != _current_job:
-            _current_job = job
-            return job, 1, total
-    return job, min(int(state.sampling_step) + 2, total), total
+    with _pass_lock:
+        current = _current_pass
+        if current is None or current.job != job:
+            # A pass whose start the launch_sampling hook did not see: it goes without metadata.
+            current = _current_pass = _Pass(job, {})
+        first = not current.sent
+        current.sent = True
+        current.published = current.published or publish
+    return job, current.meta, 1 if first else min(int(state.sampling_step) + 2, total), total
 
 
 def _job_name(state):
     """One viewer card per sampling pass: the hires pass is a job of its own in the webui too."""
     return f"{getattr(state, 'job', '') or 'webui'} {getattr(state, 'job_timestamp', '0')} #{int(getattr(state, 'job_no', 0)) + 1}"
+
+
+def _processing_of(sampler):
+    """The processing object `p` of the pass: the webui hands it to the sampler (`initialize`) before launching it."""
+    return getattr(getattr(sampler, "model_wrap_cfg", None), "p", None) or getattr(sampler, "p", None)
+
+
+def _meta(p, sampler):
+    """What the viewer shows about the pass, from the webui's own objects (docs/protocol.md `meta`)."""
+    hires = bool(getattr(p, "is_hr_pass", False))
+    meta = {}
+    prompt = _first(getattr(p, "hr_prompts" if hires else "prompts", None)) or _first(getattr(p, "prompt", None))
+    if isinstance(prompt, str) and prompt.strip():
+        meta["prompt"] = prompt[:_PROMPT_CHARS]
+    model = _checkpoint_name(shared.sd_model)
+    if model:
+        meta["model"] = model[:_NAME_CHARS]
+    seed = _first(getattr(p, "seeds", None))
+    seed = seed if seed is not None else getattr(p, "seed", None)
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and 0 <= seed <= _MAX_SEED:
+        meta["seed"] = int(seed)
+    name = _sampler_name(p, sampler, hires)
+    if name:
+        meta["sampler"] = name[:_SAMPLER_CHARS]
+    steps = (getattr(p, "hr_second_pass_steps", 0) or getattr(p, "steps", None)) if hires else getattr(p, "steps", None)
+    if isinstance(steps, numbers.Integral) and 1 <= steps <= 1_000_000:
+        meta["steps"] = int(steps)
+    if hires:
+        meta["pass"] = "hires"
+    elif getattr(p, "enable_hr", False):
+        meta["pass"] = "first"
+    return meta
+
+
+def _first(value):
+    """A prompt or seed of the webui: one value, or a list of them per image of the batch."""
+    if isinstance(value, (list, tuple)):
+        return value[0] if value else None
+    return value
+
+
+def _checkpoint_name(model):
+    """The loaded checkpoint's file name without its extension (the webui's CheckpointInfo)."""
+    info = getattr(model, "sd_checkpoint_info", None)
+    for field in ("name_for_extra", "model_name", "name"):
+        value = getattr(info, field, None)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _sampler_name(p, sampler, hires):
+    """The sampler running the pass: its own config's name, else the one asked for (the hires one in the hires pass)."""
+    name = getattr(getattr(sampler, "config", None), "name", None)
+    if not name and hires:
+        name = getattr(p, "hr_sampler_name", None)
+        if name == "Use same sampler":
+            name = None
+    name = name or getattr(p, "sampler_name", None)
+    return name if isinstance(name, str) else None
 
 
 def wants_method(approximation, own_index, method=METHOD):

@@ -70,3 +70,22 @@ export function readSize(map: WireMap, field: string): { height: number; width: 
   }
   return { height: value[0] as number, width: value[1] as number };
 }
+
+/** One of `choices`, or undefined when the field is absent. */
+export function readOptionalChoice<T extends string>(map: WireMap, field: string, choices: readonly T[]): T | undefined {
+  const value = map[field];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'string' || !(choices as readonly string[]).includes(value)) fail(field, `one of ${choices.map((c) => JSON.stringify(c)).join(', ')}`, value);
+  return value as T;
+}
+
+/**
+ * A nested map, or undefined when the field is absent. Its keys come back as `field.key`, so
+ * the readers above name a nested field the way the docs do (`meta.prompt`).
+ */
+export function readOptionalMap(map: WireMap, field: string): WireMap | undefined {
+  const value = map[field];
+  if (value === undefined || value === null) return undefined;
+  if (!isWireMap(value)) fail(field, 'a map', value);
+  return Object.fromEntries(Object.entries(value).map(([key, inner]) => [`${field}.${key}`, inner]));
+}

@@ -11,6 +11,8 @@ import {
   readInteger,
   readOptionalBoolean,
   readOptionalInteger,
+  readOptionalChoice,
+  readOptionalMap,
   readOptionalNumber,
   readOptionalString,
   readSize,
@@ -23,7 +25,7 @@ import { readTensor, type WireTensor } from './wire-tensor.ts';
 /** Bumped only for changes an existing client would misread. */
 export const PROTOCOL_VERSION = 2;
 
-export const OPS = ['hello', 'models', 'upscale', 'interpose', 'hires', 'preview', 'watch'] as const;
+export const OPS = ['hello', 'models', 'upscale', 'interpose', 'hires', 'preview', 'end', 'watch'] as const;
 export type OpName = (typeof OPS)[number];
 
 export type RequestId = number | string;
@@ -47,7 +49,36 @@ export type Request =
   | { readonly id: RequestId; readonly op: 'models' }
   | InferenceRequest
   | { readonly id: RequestId; readonly op: 'preview'; readonly input: WireLatent; readonly preview: PreviewRequest }
+  | { readonly id: RequestId; readonly op: 'end'; readonly end: JobEnd }
   | { readonly id: RequestId; readonly op: 'watch' };
+
+export const JOB_PASSES = ['first', 'hires'] as const;
+export type JobPass = (typeof JOB_PASSES)[number];
+
+/** What a client tells viewers about the generation a preview job shows; every field optional. */
+export interface PreviewMeta {
+  readonly prompt?: string;
+  /** The checkpoint's name. */
+  readonly model?: string;
+  readonly seed?: number;
+  readonly sampler?: string;
+  /** Sampling steps the user asked for (the job's `total` may differ, e.g. a hires pass at low denoise). */
+  readonly steps?: number;
+  /** Which pass of a generation with hires fix the job is. */
+  readonly pass?: JobPass;
+}
+
+export const JOB_OUTCOMES = ['finished', 'interrupted', 'failed'] as const;
+export type JobOutcome = (typeof JOB_OUTCOMES)[number];
+
+/** A client saying that a preview job is over, and how. */
+export interface JobEnd {
+  readonly job?: string;
+  readonly outcome: JobOutcome;
+  /** What went wrong, for `failed`. */
+  readonly error?: string;
+  readonly noreply: boolean;
+}
 
 export interface PreviewRequest {
   readonly job?: string;
@@ -58,6 +89,7 @@ export interface PreviewRequest {
   readonly noreply: boolean;
   /** False: draw and answer only, never show it to viewers (for a client's own preview display). */
   readonly publish: boolean;
+  readonly meta?: PreviewMeta;
   /** True: also push this job's TAESD pictures to this connection as `taesd` events (to viewers too when published). */
   readonly taesd: boolean;
 }
@@ -77,6 +109,7 @@ export type ReplyBody =
   | { readonly latent: WireTensor; readonly plan: WirePlan }
   | { readonly image: RgbImage }
   | { readonly superseded: true }
+  | { readonly ended: boolean }
   | { readonly jobs: readonly object[] };
 
 /** The id to echo in an error reply: whatever valid id the frame carried, else nil. */
@@ -106,8 +139,37 @@ function readUpscaleTarget(map: WireMap, latent: Latent, limits: WorkLimits): Si
   return scaledTarget({ height, width }, readOptionalNumber(map, 'scale') as number, limits);
 }
 
+/** Longest strings of a preview's `meta` and an `end`, in UTF-16 code units. */
+export const META_BOUNDS = { prompt: 4096, model: 256, sampler: 64, error: 256 } as const;
+const JOB_NAME_CHARS = 128;
+
+function readPreviewMeta(map: WireMap): PreviewMeta | undefined {
+  const meta = readOptionalMap(map, 'meta');
+  if (meta === undefined) return undefined;
+  const fields: PreviewMeta = {
+    prompt: readOptionalString(meta, 'meta.prompt', META_BOUNDS.prompt),
+    model: readOptionalString(meta, 'meta.model', META_BOUNDS.model),
+    seed: readOptionalInteger(meta, 'meta.seed', 0, Number.MAX_SAFE_INTEGER),
+    sampler: readOptionalString(meta, 'meta.sampler', META_BOUNDS.sampler),
+    steps: readOptionalInteger(meta, 'meta.steps', 1, 1_000_000),
+    pass: readOptionalChoice(meta, 'meta.pass', JOB_PASSES),
+  };
+  return Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== undefined));
+}
+
+function readJobEnd(map: WireMap): JobEnd {
+  const outcome = readOptionalChoice(map, 'outcome', JOB_OUTCOMES);
+  if (outcome === undefined) fail('outcome', `one of ${JOB_OUTCOMES.join(', ')}`, map.outcome);
+  return {
+    job: readOptionalString(map, 'job', JOB_NAME_CHARS),
+    outcome,
+    error: readOptionalString(map, 'error', META_BOUNDS.error),
+    noreply: readOptionalBoolean(map, 'noreply') ?? false,
+  };
+}
+
 function readPreview(map: WireMap, batch: number): PreviewRequest {
-  const job = readOptionalString(map, 'job', 128);
+  const job = readOptionalString(map, 'job', JOB_NAME_CHARS);
   const step = readOptionalInteger(map, 'step', 0, 1_000_000);
   const total = readOptionalInteger(map, 'total', 1, 1_000_000);
   const index = readOptionalInteger(map, 'index', 0, batch - 1) ?? 0;
@@ -116,7 +178,7 @@ function readPreview(map: WireMap, batch: number): PreviewRequest {
   const publish = readOptionalBoolean(map, 'publish') ?? true;
   const taesd = readOptionalBoolean(map, 'taesd') ?? false;
   if (noreply && !publish && !taesd) throw new BridgeError('bad_request', 'a preview with noreply: true, publish: false and no taesd would reach nobody');
-  return { job, step, total, index, grid, noreply, publish, taesd };
+  return { job, step, total, index, grid, noreply, publish, taesd, meta: readPreviewMeta(map) };
 }
 
 /**
@@ -143,6 +205,8 @@ export function parseRequest(message: unknown, limits: WorkLimits): Request {
       return { id, op: 'models' };
     case 'watch':
       return { id, op: 'watch' };
+    case 'end':
+      return { id, op: 'end', end: readJobEnd(message) };
     case 'upscale': {
       const { latent, dtype } = readLatent(message, readFamily(message, 'family'), limits);
       return { id, op: 'upscale', dtype, job: { op: 'upscale', latent, target: readUpscaleTarget(message, latent, limits) } };

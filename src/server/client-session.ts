@@ -148,6 +148,11 @@ export class ClientSession {
       this.#inFlight--;
       this.#fail(id, op, started, error);
     };
+    /** A `noreply` request that succeeded: done, without a reply. */
+    const done = (): void => {
+      this.#inFlight--;
+      this.#ctx.metrics.latency(op, (performance.now() - started) / 1000);
+    };
     switch (request.op) {
       case 'hello':
         if (request.client !== undefined) {
@@ -174,16 +179,15 @@ export class ClientSession {
           client: this.#client,
           input: request.input,
           preview: request.preview,
-          settle: (outcome) => {
-            if (!noreply) {
-              succeed(outcome);
-              return;
-            }
-            this.#inFlight--;
-            this.#ctx.metrics.latency(op, (performance.now() - started) / 1000);
-          },
+          settle: (outcome) => (noreply ? done() : succeed(outcome)),
           notify: (event) => this.#notify(event),
         });
+        return;
+      }
+      case 'end': {
+        const ended = this.#ctx.desk.end(this.id, request.end);
+        if (request.end.noreply) done();
+        else succeed({ ended });
         return;
       }
       case 'upscale':

@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
 import type { AccessPolicy } from './access.ts';
 import { requestTarget } from './request-target.ts';
 
@@ -11,8 +13,14 @@ interface StaticFile {
   readonly body: Buffer;
 }
 
-function load(name: string, type: string): StaticFile {
-  return { type, body: readFileSync(new URL(name, VIEWER_DIR)) };
+/**
+ * msgpackr's browser build, as the package ships it: the build without `new Function`, since the
+ * page's Content-Security-Policy allows no eval. Found next to the entry the package exports for it.
+ */
+const MSGPACKR_BROWSER_BUILD = new URL('index-no-eval.min.js', pathToFileURL(createRequire(import.meta.url).resolve('msgpackr/index-no-eval')));
+
+function load(file: URL, type: string): StaticFile {
+  return { type, body: readFileSync(file) };
 }
 
 const PAGE_HEADERS = {
@@ -29,12 +37,13 @@ export interface HttpEndpoints {
   readonly metrics: () => string;
 }
 
-/** Serves `GET /` (viewer), its two assets, `/healthz` and `/metrics`. */
+/** Serves `GET /` (viewer), its assets, `/healthz` and `/metrics`. */
 export function createHttpHandler(access: AccessPolicy, endpoints: HttpEndpoints): (request: IncomingMessage, response: ServerResponse) => void {
-  const page = load('index.html', 'text/html; charset=utf-8');
+  const page = load(new URL('index.html', VIEWER_DIR), 'text/html; charset=utf-8');
   const assets: Record<string, StaticFile> = {
-    '/viewer.js': load('viewer.js', 'text/javascript; charset=utf-8'),
-    '/viewer.css': load('viewer.css', 'text/css; charset=utf-8'),
+    '/viewer.js': load(new URL('viewer.js', VIEWER_DIR), 'text/javascript; charset=utf-8'),
+    '/viewer.css': load(new URL('viewer.css', VIEWER_DIR), 'text/css; charset=utf-8'),
+    '/msgpackr.js': load(MSGPACKR_BROWSER_BUILD, 'text/javascript; charset=utf-8'),
   };
 
   const send = (response: ServerResponse, status: number, type: string, body: string | Buffer, head: boolean): void => {

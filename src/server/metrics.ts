@@ -134,7 +134,7 @@ export class Metrics {
     gauge('latent_bridge_connections', 'Open WebSocket connections (clients and viewers).', gauges.connections());
     gauge('latent_bridge_viewers', 'Connections watching previews.', gauges.viewers());
     gauge('latent_bridge_preview_jobs', 'Jobs the viewer hub keeps (running and finished).', gauges.jobs());
-    gauge('latent_bridge_preview_bytes', 'Bytes of preview images the viewer hub keeps.', gauges.previewBytes());
+    gauge('latent_bridge_preview_bytes', 'Bytes of preview images and their metadata the viewer hub keeps.', gauges.previewBytes());
     gauge('latent_bridge_http_connections', 'Open plain HTTP connections (not WebSockets).', gauges.httpConnections());
     gauge('latent_bridge_unsent_bytes', 'Bytes queued for all WebSocket connections and not yet taken by the network.', gauges.unsentBytes());
     gauge('latent_bridge_reply_buffer_peak_bytes', 'The most reply bytes one connection has had queued and unsent, since start.', this.#replyBufferPeak);

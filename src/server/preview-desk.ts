@@ -1,9 +1,9 @@
 import type { BridgeError } from '../errors.ts';
 import { renderPreview, type RgbImage } from '../preview.ts';
-import type { PreviewRequest, WireLatent } from '../protocol/messages.ts';
+import type { JobEnd, PreviewRequest, WireLatent } from '../protocol/messages.ts';
 import type { Metrics } from './metrics.ts';
 import type { TaesdDesk, TaesdPicture } from './taesd-desk.ts';
-import type { ViewerHub } from './viewer-hub.ts';
+import { jobKey, type ViewerHub } from './viewer-hub.ts';
 
 export interface PreviewOrder {
   readonly owner: number;
@@ -16,19 +16,24 @@ export interface PreviewOrder {
   readonly notify: (event: object) => void;
 }
 
+interface PendingPreview extends PreviewOrder {
+  /** Milliseconds since the Unix epoch when it arrived: viewers time the job's steps by it. */
+  readonly received: number;
+}
+
 /** Name of the job a preview without `job` belongs to. */
 export const DEFAULT_JOB = 'default';
 
 /**
  * Draws previews after the frames that arrived together have been read, keeping only the
  * newest one per job: when a sampler outruns the sidecar, older steps are dropped instead of
- * queueing up behind each other.
+ * queueing up behind each other. A job's end is applied after the previews that came before it.
  */
 export class PreviewDesk {
   readonly #hub: ViewerHub;
   readonly #metrics: Metrics;
   readonly #taesd: TaesdDesk;
-  readonly #pending = new Map<string, PreviewOrder>();
+  readonly #pending = new Map<string, PendingPreview>();
   #scheduled = false;
 
   constructor(hub: ViewerHub, metrics: Metrics, taesd: TaesdDesk) {
@@ -38,7 +43,7 @@ export class PreviewDesk {
   }
 
   submit(order: PreviewOrder): void {
-    const key = `${order.owner}/${order.preview.job ?? DEFAULT_JOB}`;
+    const key = jobKey(order.owner, order.preview.job ?? DEFAULT_JOB);
     const older = this.#pending.get(key);
     if (older !== undefined) {
       this.#metrics.preview('superseded');
@@ -46,11 +51,23 @@ export class PreviewDesk {
       // Deleting first keeps the map in arrival order.
       this.#pending.delete(key);
     }
-    this.#pending.set(key, order);
+    this.#pending.set(key, { ...order, received: Date.now() });
     if (!this.#scheduled) {
       this.#scheduled = true;
       setImmediate(() => this.#drawAll());
     }
+  }
+
+  /** Ends a job for its viewers, once the preview of it still waiting (if any) is drawn; false when no such job is kept. */
+  end(owner: number, end: JobEnd): boolean {
+    const job = end.job ?? DEFAULT_JOB;
+    const key = jobKey(owner, job);
+    const waiting = this.#pending.get(key);
+    if (waiting !== undefined) {
+      this.#pending.delete(key);
+      this.#draw(waiting);
+    }
+    return this.#hub.end(owner, job, end.outcome, end.error);
   }
 
   /** Forgets the waiting previews of a closed connection. */
@@ -63,27 +80,31 @@ export class PreviewDesk {
     this.#scheduled = false;
     const orders = [...this.#pending.values()];
     this.#pending.clear();
-    for (const order of orders) {
-      const { latent } = order.input;
-      const image = renderPreview(latent, { index: order.preview.index, grid: order.preview.grid });
-      this.#metrics.preview('drawn');
-      order.settle({ image });
-      const job = order.preview.job ?? DEFAULT_JOB;
-      if (order.preview.publish) {
-        this.#hub.publish({
-          owner: order.owner,
-          client: order.client,
-          job,
-          family: latent.family,
-          step: order.preview.step,
-          total: order.preview.total,
-          shape: latent.shape,
-          image,
-        });
-      }
-      // TAESD pictures cost seconds of CPU each: only for someone who will see them.
-      if (order.preview.taesd || (order.preview.publish && this.#hub.viewerCount > 0)) this.#decode(order, job);
+    for (const order of orders) this.#draw(order);
+  }
+
+  #draw(order: PendingPreview): void {
+    const { latent } = order.input;
+    const image = renderPreview(latent, { index: order.preview.index, grid: order.preview.grid });
+    this.#metrics.preview('drawn');
+    order.settle({ image });
+    const job = order.preview.job ?? DEFAULT_JOB;
+    if (order.preview.publish) {
+      this.#hub.publish({
+        owner: order.owner,
+        client: order.client,
+        job,
+        family: latent.family,
+        step: order.preview.step,
+        total: order.preview.total,
+        shape: latent.shape,
+        image,
+        meta: order.preview.meta,
+        received: order.received,
+      });
     }
+    // TAESD pictures cost seconds of CPU each: only for someone who will see them.
+    if (order.preview.taesd || (order.preview.publish && this.#hub.viewerCount > 0)) this.#decode(order, job);
   }
 
   #decode(order: PreviewOrder, job: string): void {

@@ -5,6 +5,7 @@ from modules import patches, processing, script_callbacks, sd_samplers_common, s
 HOOKED = [
     (processing.StableDiffusionProcessingTxt2Img, "sample"),
     (processing.StableDiffusionProcessingTxt2Img, "sample_hr_pass"),
+    (sd_samplers_common.Sampler, "launch_sampling"),
     (sd_samplers_common, "store_latent"),
     (sd_samplers_common, "samples_to_images_tensor"),
 ]
