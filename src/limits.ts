@@ -20,8 +20,9 @@ export interface WorkLimits {
 export const DEFAULT_WORK_LIMITS: WorkLimits = {
   // 8192 image pixels a side: beyond what the webui makes, and minutes of CPU per request already.
   maxSide: 1024,
-  // 4 Mi: a batch of 16 SDXL 1024x1024 latents, or 4 Flux ones at 2048x2048 (16 MiB in float32).
-  maxElements: 4 * 1024 * 1024,
+  // A batch of 16 SDXL latents of 1024x1024 images, or 3 Flux ones of 2048x2048: 16 MB in
+  // float32, which leaves a 16 MiB frame room for the other fields.
+  maxElements: 4_000_000,
   maxScale: 16,
   checkFinite: true,
 };

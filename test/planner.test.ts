@@ -194,7 +194,7 @@ function planOrRefuse(job: Job): void {
 
 describe('every job the wire accepts', () => {
   // Tiny, odd and huge sources; the largest ones are few because each accepted plan scans the values.
-  const sources: [number, number][] = [[1, 1], [1, 2], [2, 1], [1, 3], [3, 3], [2, 5], [7, 3], [1, 64], [64, 1], [63, 65], [127, 2], [1, 1024], [1024, 3], [1024, 1024]];
+  const sources: [number, number][] = [[1, 1], [1, 2], [2, 1], [1, 3], [3, 3], [2, 5], [7, 3], [1, 64], [64, 1], [63, 65], [127, 2], [1, 1024], [1024, 3], [1000, 1000], [1024, 1024]];
   const targets = [1, 2, 3, 4, 9, 65, 128, 1023, 1024, 1025, 4096];
 
   it('plans to a bounded number of steps or is refused: all ops x families x tiny/odd/huge sizes', () => {

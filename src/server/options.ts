@@ -38,9 +38,9 @@ export interface ServerLimits extends WorkLimits, FrameBounds {
 
 export const DEFAULT_LIMITS: ServerLimits = {
   ...DEFAULT_WORK_LIMITS,
-  // The largest latent a frame may carry is max_elements float32 values: 16 MiB; receiving and
-  // copying a bigger frame stalls the event loop past 100 ms on a small machine (npm run bench).
-  maxPayload: 16 * 1024 * 1024 + 64 * 1024,
+  // Room for a latent of max_elements float32 values and its fields; receiving and copying a
+  // bigger frame stalls the event loop past 100 ms on a small machine (npm run bench).
+  maxPayload: 16 * 1024 * 1024,
   ...DEFAULT_FRAME_BOUNDS,
   maxRequestsPerClient: 32,
   maxJobsPerClient: 4,
