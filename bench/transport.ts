@@ -1,3 +1,4 @@
+import { SILENT_LOG } from '../src/console-log.ts';
 import { fileURLToPath } from 'node:url';
 import { Engine } from '../src/engine.ts';
 import { DEFAULT_WORK_LIMITS } from '../src/limits.ts';
@@ -61,7 +62,7 @@ export const transportBench: BenchGroup = async ({ rounds }) => {
     engine,
     identity: { version: 'bench', device: engine.device },
     listModels: () => store.list(),
-    log: () => {},
+    log: SILENT_LOG,
   });
   const client = new PythonWorker(CLIENT_SCRIPT, [String(server.port)]);
   const previewTrip: number[] = [];

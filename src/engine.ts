@@ -1,4 +1,6 @@
+import { stat } from 'node:fs/promises';
 import { previewDecoderFor, type NetworkEntry } from './catalogue.ts';
+import { formatBytes, SILENT_LOG, type ConsoleLog } from './console-log.ts';
 import { BridgeError } from './errors.ts';
 import { FAMILIES, type FamilyName } from './families.ts';
 import { makeLatent, toModelSpace, toRaw, toSpace, type Latent } from './latent.ts';
@@ -19,6 +21,8 @@ export interface EngineOptions {
   readonly runtime: Runtime;
   /** How many networks stay loaded, and for how long without use. */
   readonly pool?: NetworkPoolOptions;
+  /** Says when a network is loaded (which, from where, how long it took). */
+  readonly log?: ConsoleLog;
 }
 
 /**
@@ -30,11 +34,13 @@ export class Engine {
   readonly #source: ModelSource;
   readonly #runtime: Runtime;
   readonly #pool: NetworkPool;
+  readonly #log: ConsoleLog;
 
   constructor(options: EngineOptions) {
     this.#source = options.source;
     this.#runtime = options.runtime;
     this.#pool = new NetworkPool((entry) => this.#load(entry), options.pool ?? DEFAULT_POOL_OPTIONS);
+    this.#log = options.log ?? SILENT_LOG;
   }
 
   get device(): string {
@@ -47,6 +53,7 @@ export class Engine {
 
   async #load(entry: NetworkEntry): Promise<LoadedNetwork> {
     const file = await this.#source.resolve(entry);
+    const started = performance.now();
     const decoder = entry.kind === 'taesd-decoder';
     // A decoder's factor is its architecture's; the others' is not in the weights.
     const graph = buildNetwork(entry.kind, await readSafetensors(file), decoder ? undefined : entry.factor, file);
@@ -58,7 +65,10 @@ export class Engine {
         `${file} maps ${graph.inChannels} to ${graph.outChannels} channels, but ${entry.name} must map ${expectedIn} to ${expectedOut}`,
       );
     }
-    return this.#runtime.load(graph);
+    const network = await this.#runtime.load(graph);
+    const { size } = await stat(file);
+    this.#log.info(`loaded ${entry.name} (${formatBytes(size)}, ${file}) on ${this.device} in ${Math.round(performance.now() - started)} ms`);
+    return network;
   }
 
   /**

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { makeLatent } from '../src/latent.ts';
-import { formatBytes } from '../src/store/download-progress.ts';
+import { formatBytes } from '../src/console-log.ts';
 import { specsNamed } from '../src/store/registry.ts';
 import { CONFORMANCE_DIR, seededData } from './support/conformance.ts';
 import { FakeHub, hostModel } from './support/fake-hub.ts';

@@ -1,4 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { consoleLog, type ConsoleLog } from '../console-log.ts';
 import { BridgeError } from '../errors.ts';
 import { Engine } from '../engine.ts';
 import { DEFAULT_WORK_LIMITS, type WorkLimits } from '../limits.ts';
@@ -99,10 +100,10 @@ export interface StoreValues {
  * The model store as every command builds it: `--models` folders, `--offline`, `--comfyui`, then
  * the environment. It says on stderr when a download starts, ends, fails or is cancelled.
  */
-export function createModelStore(values: StoreValues): ModelStore {
+export function createModelStore(values: StoreValues, log: ConsoleLog = consoleLog('normal')): ModelStore {
   return new ModelStore({
     ...storeOptionsFromEnv({ modelDirs: values.models, offline: values.offline, comfyUiDir: values.comfyui }),
-    logger: (line) => console.error(line),
+    logger: (line) => log.info(line),
   });
 }
 
@@ -115,7 +116,8 @@ export async function createRuntime(values: Readonly<Record<string, unknown>>): 
  * step does, so a long job is never silent.
  */
 export async function runJob(job: Job, values: StoreValues & Record<string, unknown>, limits: WorkLimits) {
-  const engine = new Engine({ source: createModelStore(values), runtime: await createRuntime(values) });
+  const log = consoleLog('normal');
+  const engine = new Engine({ source: createModelStore(values, log), runtime: await createRuntime(values), log });
   try {
     const { plan, latent } = await engine.perform(job, limits, (step) => console.error(`running ${describeStep(step)}`));
     return { plan, latent, device: engine.device, summary: describePlan(plan) };

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { BridgeError } from '../errors.ts';
-import { formatBytes } from '../store/download-progress.ts';
+import { formatBytes } from '../console-log.ts';
 import { MODEL_SPECS, specsNamed } from '../store/registry.ts';
 import type { ModelStatus, ModelStore } from '../store/store.ts';
 import { createModelStore } from './engine-setup.ts';

@@ -5,6 +5,7 @@ import { BridgeError } from '../errors.ts';
 import { DEVICE_CHOICES, Runtime } from '../runtime.ts';
 import { DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_PORT, type ServerLimits } from '../server/options.ts';
 import { startServer, type RunningServer } from '../server/server.ts';
+import { consoleLog, type LogLevel } from '../console-log.ts';
 import { envFlag } from '../store/store-options.ts';
 import { createModelStore, envName, integerOption, readDevice, readWorkLimits, setting, WORK_LIMIT_OPTIONS, WORK_LIMIT_USAGE } from './engine-setup.ts';
 import type { Command } from './command.ts';
@@ -50,6 +51,9 @@ environment variable named after it.
   --offline           never download (HF_HUB_OFFLINE=1 does the same)
   --exit-with-parent  stop when the process that started it exits (npm start and the webui
                       extension use it, so no orphan keeps the port)
+  --quiet             say only what goes wrong (LATENT_BRIDGE_QUIET=1)
+  --verbose           also say every request and its outcome (LATENT_BRIDGE_VERBOSE=1); by
+                      default it says when networks load or download and clients come and go
 ${WORK_LIMIT_USAGE}
 ${Object.entries(LIMIT_FLAGS)
   .map(([flag, { limit, unit, help }]) => `  --${flag.padEnd(24)}${help} (default ${DEFAULT_LIMITS[limit as keyof ServerLimits] as number / unit})`)
@@ -72,6 +76,14 @@ function readLimits(values: Record<string, unknown>): ServerLimits {
     if (text !== undefined) limits[limit] = integerOption(flag, text, 1) * unit;
   }
   return limits as unknown as ServerLimits;
+}
+
+/** `--quiet` or `--verbose` (or LATENT_BRIDGE_QUIET / LATENT_BRIDGE_VERBOSE), not both. */
+function readLogLevel(values: Record<string, unknown>): LogLevel {
+  const quiet = values.quiet === true || envFlag(process.env[envName('quiet')]);
+  const verbose = values.verbose === true || envFlag(process.env[envName('verbose')]);
+  if (quiet && verbose) throw new BridgeError('bad_request', '--quiet and --verbose contradict each other; give one');
+  return quiet ? 'quiet' : verbose ? 'verbose' : 'normal';
 }
 
 /** What to tell a user whose port is taken: by another latent-bridge (then it can simply be used), or by something else. */
@@ -105,6 +117,8 @@ export const command: Command = {
         comfyui: { type: 'string' },
         offline: { type: 'boolean' },
         'exit-with-parent': { type: 'boolean' },
+        quiet: { type: 'boolean' },
+        verbose: { type: 'boolean' },
         ...WORK_LIMIT_OPTIONS,
         ...(Object.fromEntries(Object.keys(LIMIT_FLAGS).map((flag) => [flag, { type: 'string' }])) as Record<LimitFlag, { type: 'string' }>),
       },
@@ -118,10 +132,11 @@ export const command: Command = {
     const device = readDevice(values);
     const threadsText = setting(values, 'threads');
     const limits = readLimits(values);
+    const log = consoleLog(readLogLevel(values));
 
-    const store = createModelStore(values);
+    const store = createModelStore(values, log);
     const runtime = await Runtime.create({ device, ...(threadsText !== undefined ? { threads: integerOption('threads', threadsText, 1) } : {}) });
-    const engine = new Engine({ source: store, runtime });
+    const engine = new Engine({ source: store, runtime, log });
     let server: RunningServer;
     try {
       server = await startServer({
@@ -132,6 +147,7 @@ export const command: Command = {
         engine,
         identity: { version: readPackageVersion(), device: runtime.device, deviceNote: runtime.note },
         listModels: () => store.list(),
+        log,
       });
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw error;

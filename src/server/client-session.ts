@@ -1,4 +1,5 @@
 import type { RawData, WebSocket } from 'ws';
+import type { ConsoleLog } from '../console-log.ts';
 import { BridgeError, errorCode } from '../errors.ts';
 import { decodeMessage, encodeMessage } from '../protocol/codec.ts';
 import { OPS, parseRequest, peekRequestId, type ReplyBody, type Request, type RequestId } from '../protocol/messages.ts';
@@ -22,7 +23,7 @@ export interface SessionContext {
   readonly hub: ViewerHub;
   readonly desk: PreviewDesk;
   readonly metrics: Metrics;
-  readonly log: (line: string) => void;
+  readonly log: ConsoleLog;
 }
 
 /** The limits a client may want to know, sent in the `hello` reply. */
@@ -206,14 +207,17 @@ export class ClientSession {
 
   #succeed(id: RequestId, op: string, started: number, body: ReplyBody): void {
     this.#send({ id, ok: true, ...body });
-    this.#ctx.metrics.latency(op, (performance.now() - started) / 1000);
+    const seconds = (performance.now() - started) / 1000;
+    this.#ctx.metrics.latency(op, seconds);
+    this.#ctx.log.detail(`${this.label}: ${op} answered in ${(seconds * 1000).toFixed(1)} ms`);
   }
 
   #fail(id: RequestId | null, op: string, started: number, error: unknown): void {
     const code = errorCode(error);
     const message = error instanceof Error ? error.message : String(error);
-    if (code === 'internal' && !this.#closed) this.#ctx.log(`internal error in ${op} from ${this.label}: ${error instanceof Error ? (error.stack ?? message) : message}`);
+    if (code === 'internal' && !this.#closed) this.#ctx.log.warn(`internal error in ${op} from ${this.label}: ${error instanceof Error ? (error.stack ?? message) : message}`);
     this.#ctx.metrics.error(op, code);
+    this.#ctx.log.detail(`${this.label}: ${op} refused, ${code}: ${printable(message)}`);
     this.#send({ id, ok: false, error: { code, message } });
     this.#ctx.metrics.latency(op, (performance.now() - started) / 1000);
   }

@@ -1,3 +1,4 @@
+import type { ConsoleLog } from '../console-log.ts';
 import { DEFAULT_WORK_LIMITS, type WorkLimits } from '../limits.ts';
 import { DEFAULT_FRAME_BOUNDS, type FrameBounds } from '../protocol/frame-structure.ts';
 import type { InferenceEngine, ServerIdentity } from './operations.ts';
@@ -68,5 +69,6 @@ export interface ServerOptions {
   readonly listModels: () => Promise<readonly object[]>;
   /** A running job with no preview for this long is shown as finished. */
   readonly previewIdleMs?: number;
-  readonly log?: (line: string) => void;
+  /** Where the server says what it does; default: the console at the normal level. */
+  readonly log?: ConsoleLog;
 }

@@ -2,11 +2,13 @@ import { createServer, STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { consoleLog } from '../console-log.ts';
 import { BridgeError } from '../errors.ts';
 import { PROTOCOL_VERSION } from '../protocol/messages.ts';
 import { AccessPolicy, isLoopbackHost } from './access.ts';
 import { ClientSession, type SessionContext } from './client-session.ts';
 import { Heartbeat } from './heartbeat.ts';
+import { printable } from './log-text.ts';
 import { createHttpHandler } from './http-routes.ts';
 import { HTTP_TIMEOUTS, PlainHttpSockets } from './http-sockets.ts';
 import { Metrics } from './metrics.ts';
@@ -49,7 +51,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     );
   }
   const { limits } = options;
-  const log = options.log ?? ((line: string) => console.error(line));
+  const log = options.log ?? consoleLog('normal');
   const metrics = new Metrics();
   const scheduler = new FairScheduler({ concurrency: limits.concurrency, maxPerClient: limits.maxJobsPerClient, maxQueued: limits.maxQueue });
   const hub = new ViewerHub(
@@ -69,7 +71,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     intervalMs: limits.heartbeatMs,
     onSilent: (ws, silentMs) => {
       metrics.droppedPeer();
-      log(`dropped ${sessions.get(ws)?.label ?? 'a connection'}: no sign of life for ${(silentMs / 1000).toFixed(1)} s, not even an answer to a ping`);
+      log.warn(`dropped ${sessions.get(ws)?.label ?? 'a connection'}: no sign of life for ${(silentMs / 1000).toFixed(1)} s, not even an answer to a ping`);
       ws.terminate();
     },
   });
@@ -120,6 +122,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const url = requestTarget(request);
     const refuse = (status: number, message: string): void => {
       metrics.rejectedUpgrade();
+      log.info(`refused a connection from ${(socket as Socket).remoteAddress ?? 'an unknown address'} (${status}): ${printable(message)}`);
       refuseUpgrade(socket, status, message);
     };
     if (url === undefined || !WEBSOCKET_PATHS.has(url.pathname)) return refuse(404, `no WebSocket at ${request.url ?? ''}; use /ws`);
@@ -129,6 +132,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     wss.handleUpgrade(request, socket, head, (ws) => {
       const session = new ClientSession(nextSessionId++, ws, context);
       sessions.set(ws, session);
+      log.info(`${session.label} connected from ${(socket as Socket).remoteAddress ?? 'an unknown address'} (${sessions.size} open)`);
       heartbeat.add(ws);
       ws.on('message', (data, isBinary) => {
         heartbeat.heard(ws);
@@ -137,10 +141,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       ws.on('pong', () => heartbeat.heard(ws));
       ws.on('ping', () => heartbeat.heard(ws));
       ws.on('error', () => ws.terminate());
-      ws.on('close', () => {
+      ws.on('close', (code) => {
         heartbeat.remove(ws);
         sessions.delete(ws);
         session.close();
+        log.info(`${session.label} left (close code ${code}; ${sessions.size} open)`);
       });
     });
   });

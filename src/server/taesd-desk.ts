@@ -1,4 +1,5 @@
 import { previewDecoderFor } from '../catalogue.ts';
+import type { ConsoleLog } from '../console-log.ts';
 import { BridgeError, errorCode } from '../errors.ts';
 import type { FamilyName } from '../families.ts';
 import { encodeJpeg, type EncodedImage } from '../image-encoding.ts';
@@ -54,7 +55,7 @@ export class TaesdDesk {
   readonly #engine: PreviewDecoding;
   readonly #scheduler: FairScheduler;
   readonly #metrics: Metrics;
-  readonly #log: (line: string) => void;
+  readonly #log: ConsoleLog;
   readonly #options: TaesdDeskOptions;
   /** Jobs with a decode running, by `owner/job`. */
   readonly #jobs = new Map<string, JobState>();
@@ -63,7 +64,7 @@ export class TaesdDesk {
   /** Jobs already told that their decoder is missing, so that a job is told once, not every step. */
   readonly #told = new Set<string>();
 
-  constructor(engine: PreviewDecoding, scheduler: FairScheduler, metrics: Metrics, log: (line: string) => void, options: TaesdDeskOptions) {
+  constructor(engine: PreviewDecoding, scheduler: FairScheduler, metrics: Metrics, log: ConsoleLog, options: TaesdDeskOptions) {
     this.#engine = engine;
     this.#scheduler = scheduler;
     this.#metrics = metrics;
@@ -143,12 +144,12 @@ export class TaesdDesk {
     this.#metrics.taesd('failed');
     const family = order.latent.family;
     if (error instanceof BridgeError && (error.code === 'model_unavailable' || error.code === 'bad_weights')) {
-      if (!this.#missing.has(family)) this.#log(`TAESD previews of ${family} latents fall back to the linear ones: ${error.message}`);
+      if (!this.#missing.has(family)) this.#log.warn(`TAESD previews of ${family} latents fall back to the linear ones: ${error.message}`);
       this.#missing.set(family, { since: Date.now(), error });
       this.#tell(key, order, error);
       return;
     }
     // Shutting down, or a decode that broke: the linear previews go on either way.
-    if (errorCode(error) === 'internal') this.#log(`a TAESD preview of ${order.job} failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    if (errorCode(error) === 'internal') this.#log.warn(`a TAESD preview of ${order.job} failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
   }
 }

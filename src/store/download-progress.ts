@@ -1,3 +1,4 @@
+import { formatBytes } from '../console-log.ts';
 import cliProgress from 'cli-progress';
 
 /** One file transfer as the store starts it. */
@@ -23,13 +24,6 @@ export interface ProgressReporter {
 export const silentProgress: ProgressReporter = {
   start: () => ({ advance: () => undefined, end: () => undefined }),
 };
-
-export function formatBytes(bytes: number): string {
-  if (bytes < 1024) return `${bytes} B`;
-  if (bytes < 1024 ** 2) return `${(bytes / 1024).toFixed(1)} KiB`;
-  if (bytes < 1024 ** 3) return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
-  return `${(bytes / 1024 ** 3).toFixed(2)} GiB`;
-}
 
 /** A cli-progress bar per file, all files of one run in one block. */
 export function barProgress(stream: NodeJS.WriteStream): ProgressReporter {

@@ -1,3 +1,4 @@
+import { SILENT_LOG } from '../../src/console-log.ts';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -55,7 +56,7 @@ export async function startTestServer(
     identity: { version: 'test', device: engine.device },
     listModels: () => store.list(),
     previewIdleMs: options.previewIdleMs,
-    log: () => {},
+    log: SILENT_LOG,
   });
   return { server, engine, wsUrl: `ws://127.0.0.1:${server.port}/ws`, close: () => server.close() };
 }
