@@ -1,4 +1,6 @@
-import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { writeFileAtomically } from './atomic-file.ts';
+import { isPlainObject } from './plain-object.ts';
+import { readFile } from 'node:fs/promises';
 import { BridgeError } from './errors.ts';
 import { decodeFloats, encodeFloats, type FloatDtype } from './tensor.ts';
 
@@ -30,10 +32,6 @@ function bad(where: string, message: string): BridgeError {
 
 function isDtype(value: unknown): value is SafetensorsDtype {
   return typeof value === 'string' && value in DTYPE_BYTES;
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /**
@@ -181,12 +179,9 @@ export function serializeSafetensors(tensors: Readonly<Record<string, TensorToWr
 
 /** Writes through a temporary file and a rename, so a failed write never leaves a half file behind. */
 export async function writeSafetensors(file: string, tensors: Readonly<Record<string, TensorToWrite>>, metadata?: Record<string, string>): Promise<void> {
-  const temporary = `${file}.partial-${process.pid}`;
   try {
-    await writeFile(temporary, serializeSafetensors(tensors, metadata));
-    await rename(temporary, file);
+    await writeFileAtomically(file, serializeSafetensors(tensors, metadata));
   } catch (error) {
-    await rm(temporary, { force: true });
     throw new BridgeError('bad_file', `cannot write ${file}: ${(error as Error).message}`, { cause: error });
   }
 }

@@ -1,4 +1,5 @@
 import { BridgeError } from '../errors.ts';
+import { isPlainObject } from '../plain-object.ts';
 
 /**
  * Readers for the fields of a decoded message. Each one checks the type and range and names
@@ -7,7 +8,7 @@ import { BridgeError } from '../errors.ts';
 export type WireMap = Readonly<Record<string, unknown>>;
 
 export function isWireMap(value: unknown): value is WireMap {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && !ArrayBuffer.isView(value) && !(value instanceof Date);
+  return isPlainObject(value);
 }
 
 function describe(value: unknown): string {

@@ -1,4 +1,5 @@
-import { copyFile, mkdir, readFile, readdir, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { writeFileAtomically } from '../atomic-file.ts';
+import { copyFile, mkdir, readFile, readdir, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import path from 'node:path';
 
@@ -130,9 +131,7 @@ export class HfCache {
   async #writeRef(repo: string, revision: string, commit: string): Promise<void> {
     const ref = path.join(this.repoFolder(repo), 'refs', ...revision.split('/'));
     await mkdir(path.dirname(ref), { recursive: true });
-    const staging = `${ref}.${process.pid}.tmp`;
-    await writeFile(staging, commit);
-    await rename(staging, ref);
+    await writeFileAtomically(ref, commit);
   }
 }
 

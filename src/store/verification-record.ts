@@ -1,5 +1,7 @@
+import { writeFileAtomically } from '../atomic-file.ts';
+import { isPlainObject } from '../plain-object.ts';
 import type { Stats } from 'node:fs';
-import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { SHA256_HEX } from './hf-cache.ts';
 import type { WeightSource } from './registry.ts';
@@ -59,13 +61,9 @@ export function verifiedEntry(content: RecordContent, file: string, stats: Stats
   return entry !== undefined && entry.size === stats.size && entry.mtimeMs === stats.mtimeMs ? entry : undefined;
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 function isTrustedDigest(value: unknown): value is TrustedDigest {
   return (
-    isObject(value) &&
+    isPlainObject(value) &&
     typeof value.model === 'string' &&
     typeof value.sha256 === 'string' &&
     SHA256_HEX.test(value.sha256) &&
@@ -81,7 +79,7 @@ function isTrustedDigest(value: unknown): value is TrustedDigest {
 
 function isVerifiedFile(value: unknown): value is VerifiedFile {
   return (
-    isObject(value) &&
+    isPlainObject(value) &&
     typeof value.model === 'string' &&
     typeof value.sha256 === 'string' &&
     typeof value.size === 'number' &&
@@ -98,9 +96,9 @@ function parseRecord(text: string): RecordData {
   } catch {
     return { version: 1, trusted: {}, files: {} };
   }
-  if (!isObject(json) || json.version !== 1) return { version: 1, trusted: {}, files: {} };
-  const trusted = isObject(json.trusted) ? json.trusted : {};
-  const files = isObject(json.files) ? json.files : {};
+  if (!isPlainObject(json) || json.version !== 1) return { version: 1, trusted: {}, files: {} };
+  const trusted = isPlainObject(json.trusted) ? json.trusted : {};
+  const files = isPlainObject(json.files) ? json.files : {};
   return {
     version: 1,
     trusted: Object.fromEntries(Object.entries(trusted).filter(([, v]) => isTrustedDigest(v))) as Record<string, TrustedDigest>,
@@ -180,9 +178,7 @@ export class VerificationRecord {
       const content = structuredClone(await this.read()) as RecordData;
       change(content);
       await mkdir(path.dirname(this.file), { recursive: true });
-      const staging = `${this.file}.${process.pid}.tmp`;
-      await writeFile(staging, `${JSON.stringify(content, null, 2)}\n`);
-      await rename(staging, this.file);
+      await writeFileAtomically(this.file, `${JSON.stringify(content, null, 2)}\n`);
     });
     this.#writes = next.catch(() => undefined);
     return next;
