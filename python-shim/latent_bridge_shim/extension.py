@@ -9,7 +9,7 @@ would import this same package anyway.
 
 from modules import paths_internal, script_callbacks
 
-from . import autostart, hires, hooks, notices, settings, taesd_weights
+from . import autostart, hires, hooks, notices, settings, sidecar, taesd_weights
 
 _loaded_from = None
 _viewer_announced = False
@@ -38,9 +38,11 @@ def load(extension_dir):
 
 
 def unload():
-    """on_script_unloaded: takes every hook out; the scripts' next load puts them back."""
+    """on_script_unloaded: takes every hook out and closes the connection; the scripts' next load
+    puts the hooks back, and the first request after it connects anew."""
     global _loaded_from
     hooks.uninstall()
+    sidecar.close()
     _loaded_from = None
 
 

@@ -42,10 +42,6 @@ export class AccessPolicy {
     this.#tokenDigest = options.token ? digest(options.token) : undefined;
   }
 
-  get requiresToken(): boolean {
-    return this.#tokenDigest !== undefined;
-  }
-
   /** Checks the Host header (without a token) and, unless `needsToken` is false, the token (with one). */
   checkRequest(request: IncomingMessage, url: URL, needsToken = true): AccessDecision {
     const host = request.headers.host;

@@ -181,8 +181,6 @@ class WebUI:
 
     def shutdown(self):
         script_callbacks.script_unloaded_callback()
-        if "latent_bridge_shim.sidecar" in sys.modules:
-            sys.modules["latent_bridge_shim.sidecar"].close()
         if "latent_bridge_shim.autostart" in sys.modules:
             sys.modules["latent_bridge_shim.autostart"].stop()
 

@@ -111,3 +111,14 @@ def test_without_the_sidecar_nothing_changes_for_plain_generations(webui, warnin
     assert with_extension.latents.equal(without.latents)
     assert "Latent bridge" not in with_extension.extra_generation_params
     assert warnings_log() == []
+
+
+def test_reload_ui_closes_the_connection_and_the_next_request_opens_a_new_one(webui, sidecar):
+    webui.start("--latent-bridge-url", sidecar.url, "--latent-bridge-autostart", "off")
+    first = webui.module("sidecar").client()
+    assert first.request("models", {}, 10)["ok"]
+    webui.reload()
+    # Unloading the scripts closed it: nothing of the old extension keeps a socket open.
+    assert first._closed and first._ws is None
+    second = webui.module("sidecar").client()
+    assert second is not first and second.request("models", {}, 10)["ok"]
