@@ -79,6 +79,10 @@ function checkRangesTile(ranges: { name: string; begin: number; end: number }[],
 /** Parses a whole safetensors file held in memory; `where` names it in error messages. */
 export function parseSafetensors(buffer: Uint8Array, where = 'safetensors file'): SafetensorsFile {
   if (buffer.byteLength < 8) throw bad(where, `truncated: ${buffer.byteLength} bytes, not even a header length`);
+  // Every safetensors header is a JSON object: anything else (a .pth zip, a .ckpt pickle, text) is no such file.
+  if (buffer.byteLength > 8 && buffer[8] !== 0x7b) {
+    throw new BridgeError('bad_file', `${where} is not a safetensors file (it does not start with a safetensors header; a .pth or .ckpt file is a pickle, which latent-bridge does not read)`);
+  }
   const view = new DataView(buffer.buffer, buffer.byteOffset, buffer.byteLength);
   const headerLength = view.getBigUint64(0, true);
   if (headerLength > BigInt(MAX_HEADER_BYTES)) throw bad(where, `header of ${headerLength} bytes exceeds the ${MAX_HEADER_BYTES} byte limit`);

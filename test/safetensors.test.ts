@@ -84,6 +84,12 @@ describe('safetensors', () => {
     expectBadFile(() => parseSafetensors(fileWith({}, new Uint8Array(0), BigInt(MAX_HEADER_BYTES) + 1n)), /exceeds/);
   });
 
+  it('says a file that is no safetensors file at all (a pickle, text) is not one', () => {
+    const pickle = new Uint8Array([0x50, 0x4b, 0x03, 0x04, 0x14, 0, 0, 0, 0x08, 0, ...new Uint8Array(100)]);
+    expectBadFile(() => parseSafetensors(pickle, 'taesd_decoder.pth'), /^taesd_decoder\.pth is not a safetensors file \(.*pickle/);
+    expectBadFile(() => parseSafetensors(new TextEncoder().encode('hello world, not a tensor\n')), /is not a safetensors file/);
+  });
+
   it('rejects a header that is not JSON', () => {
     const file = new Uint8Array(8 + 3);
     new DataView(file.buffer).setBigUint64(0, 3n, true);
