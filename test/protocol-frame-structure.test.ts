@@ -2,22 +2,14 @@ import { Packr, Unpackr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
 import { BridgeError } from '../src/errors.ts';
 import { checkFrameStructure, type FrameBounds } from '../src/protocol/frame-structure.ts';
+import { seededRandom } from './support/random.ts';
 
 const packr = new Packr({ useRecords: false });
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
 const UNBOUNDED: FrameBounds = { maxFrameItems: Infinity, maxFrameDepth: Infinity, maxFrameStringBytes: Infinity };
 
 /** mulberry32, so that a failing case can be replayed. */
-function random(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const rand = random(8);
+const rand = seededRandom(8);
 const int = (n: number) => Math.floor(rand() * n);
 
 /** Lengths on both sides of each msgpack size class (fix, 8, 16 and 32 bit). */

@@ -7,22 +7,14 @@ import { renderPreview } from '../src/preview.ts';
 import { seededData } from './support/conformance.ts';
 import { RawWebSocket } from './support/server-raw-socket.ts';
 import { f32Values, packr, startTestServer, TestClient, wireTensor, type Reply, type TestServer } from './support/server-harness.ts';
+import { seededRandom } from './support/random.ts';
 
 const FRAMES = 10_000;
 const BATCH = 100;
 
 /** mulberry32: the same frames on every run, so a failure can be replayed. */
-function random(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
-const rand = random(20240601);
+const rand = seededRandom(20240601);
 const int = (n: number) => Math.floor(rand() * n);
 const pick = <T>(items: readonly T[]): T => items[int(items.length)];
 

@@ -1,15 +1,10 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PROTOCOL_VERSION } from '../src/protocol/messages.ts';
 import { makeLatent } from '../src/latent.ts';
-import { silentProgress } from '../src/store/download-progress.ts';
-import { specsNamed } from '../src/store/registry.ts';
-import { ModelStore } from '../src/store/store.ts';
-import { CONFORMANCE_DIR, seededData } from './support/conformance.ts';
-import { FakeHub, hostModel, pinnedTo } from './support/fake-hub.ts';
-import { STAND_INS } from './support/models-dir.ts';
+import type { ModelStore } from '../src/store/store.ts';
+import { seededData } from './support/conformance.ts';
+import type { FakeHub } from './support/fake-hub.ts';
+import { heldDownload } from './support/held-download.ts';
 import { startTestServer, TestClient, wireTensor, type TestServer } from './support/server-harness.ts';
 
 /** Inference requests whose networks are still downloading, against a hub that holds the bytes back. */
@@ -19,23 +14,8 @@ describe('requests waiting for a model download', () => {
   let release: () => void;
 
   beforeEach(async () => {
-    hub = await FakeHub.start();
-    const [realSpec] = specsNamed(['upscaler-v1-x2.0']);
-    const weights = readFileSync(path.join(CONFORMANCE_DIR, `${STAND_INS[realSpec.name]}.weights.safetensors`));
-    // Downloads must match the registry's pin: the stand-in weights play the pinned file.
-    const spec = pinnedTo(realSpec, weights);
-    hostModel(hub, spec, weights);
-    release = hub.holdTransfers();
-    const work = mkdtempSync(path.join(os.tmpdir(), 'latent-bridge-loading-'));
-    const store = new ModelStore({
-      modelDirs: [path.join(work, 'models')],
-      hubUrl: hub.url,
-      cacheDir: path.join(work, 'hub'),
-      stateDir: path.join(work, 'state'),
-      offline: false,
-      progress: silentProgress,
-      registry: [spec],
-    });
+    let store: ModelStore;
+    ({ hub, store, release } = await heldDownload());
     server = await startTestServer({ store, limits: { maxJobsPerClient: 2 } });
   });
 

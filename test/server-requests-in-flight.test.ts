@@ -1,15 +1,11 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROTOCOL_VERSION } from '../src/protocol/messages.ts';
 import { makeLatent } from '../src/latent.ts';
-import { silentProgress } from '../src/store/download-progress.ts';
-import { specsNamed } from '../src/store/registry.ts';
-import { ModelStore } from '../src/store/store.ts';
-import { CONFORMANCE_DIR, seededData } from './support/conformance.ts';
-import { FakeHub, hostModel, pinnedTo } from './support/fake-hub.ts';
-import { makeModelsDir, STAND_INS } from './support/models-dir.ts';
+import type { ModelStore } from '../src/store/store.ts';
+import { seededData } from './support/conformance.ts';
+import type { FakeHub } from './support/fake-hub.ts';
+import { heldDownload } from './support/held-download.ts';
+import { makeModelsDir } from './support/models-dir.ts';
 import { packr, startTestServer, testStore, TestClient, wireTensor, type TestServer } from './support/server-harness.ts';
 import { rssBytes } from './support/server-observe.ts';
 import { isolatedEnv, spawnServe, type ServeProcess } from './support/server-process.ts';
@@ -25,15 +21,8 @@ describe('requests in flight on one connection, of every kind', () => {
 
   beforeAll(async () => {
     // Upscales wait for a download the hub holds back, so they stay in flight as long as the test wants.
-    hub = await FakeHub.start();
-    const [realSpec] = specsNamed(['upscaler-v1-x2.0']);
-    const weights = readFileSync(path.join(CONFORMANCE_DIR, `${STAND_INS[realSpec.name]}.weights.safetensors`));
-    // Downloads must match the registry's pin: the stand-in weights play the pinned file.
-    const spec = pinnedTo(realSpec, weights);
-    hostModel(hub, spec, weights);
-    release = hub.holdTransfers();
-    const work = mkdtempSync(path.join(os.tmpdir(), 'latent-bridge-in-flight-'));
-    const store = new ModelStore({ modelDirs: [path.join(work, 'models')], hubUrl: hub.url, cacheDir: path.join(work, 'hub'), stateDir: path.join(work, 'state'), offline: false, progress: silentProgress, registry: [spec] });
+    let store: ModelStore;
+    ({ hub, store, release } = await heldDownload());
     server = await startTestServer({ store, limits: { maxRequestsPerClient: BOUND, maxJobsPerClient: 100 } });
   });
   afterAll(async () => {
