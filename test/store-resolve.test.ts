@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BridgeError } from '../src/errors.ts';
 import { silentProgress } from '../src/store/download-progress.ts';
-import { type ModelSpec, specsNamed, UPSCALER_REVISION } from '../src/store/registry.ts';
+import { MODEL_SPECS, type ModelSpec, specsNamed, UPSCALER_REVISION } from '../src/store/registry.ts';
 import { ModelStore, type ModelStatus, type ModelStoreOptions } from '../src/store/store.ts';
 import { PACKAGE_MODELS_DIR, hubCacheDir, resolveStoreOptions, storeOptionsFromEnv } from '../src/store/store-options.ts';
 import { CONFORMANCE_DIR } from './support/conformance.ts';
@@ -249,6 +249,16 @@ describe('files users already have under the names other tools use', () => {
     // Without the install, the ComfyUI folder is not searched.
     await rm(mine);
     await expect(store({ comfyUiDir: undefined }).resolve(decoder)).rejects.toThrow(/downloads are off/);
+  });
+
+  it('finds the TAESD decoders of the real registry in a ComfyUI install, each under its own prefix', async () => {
+    for (const name of ['taesdxl_decoder_v1.3.safetensors', 'taef1_decoder.safetensors', 'taesd3_decoder.pth']) await writeFile(path.join(vaeApprox, name), UPSCALER);
+    const registryStore = store({ registry: MODEL_SPECS });
+    const [xl, fx, v3] = specsNamed(['taesd-decoder-xl', 'taesd-decoder-fx', 'taesd-decoder-v3']);
+    expect(await registryStore.resolve(xl)).toBe(path.join(vaeApprox, 'taesdxl_decoder_v1.3.safetensors'));
+    expect(await registryStore.resolve(fx)).toBe(path.join(vaeApprox, 'taef1_decoder.safetensors'));
+    // A pickle is no weight file for the sidecar: taesd3 is still missing (the webui extension converts its own).
+    await expect(registryStore.resolve(v3)).rejects.toThrow(/taesd-decoder-v3 is not on disk/);
   });
 
   it("finds city96's interposer and upscaler node folders in the ComfyUI install", async () => {
