@@ -34,7 +34,7 @@ export const ENGINE_OPTIONS = {
 export const ENGINE_USAGE = `  --models DIR        also look for weight files in DIR (repeatable; LATENT_BRIDGE_MODELS too)
   --offline           never download (HF_HUB_OFFLINE=1 does the same)
   --comfyui DIR       also use the weight files of the ComfyUI install in DIR (LATENT_BRIDGE_COMFYUI too)
-  --device D          ${DEVICE_CHOICES.join('|')} (default auto: CUDA when installed, else CPU; LATENT_BRIDGE_DEVICE)
+  --device D          ${DEVICE_CHOICES.join('|')} (default auto: the first GPU provider that works here, else CPU; LATENT_BRIDGE_DEVICE)
   --tensor NAME       the input tensor to read (default: the file's only tensor)
 ${WORK_LIMIT_USAGE}`;
 

@@ -2,6 +2,7 @@ import { BridgeError } from '../errors.ts';
 import { checkElements, checkFinite, checkTargetSize } from '../limits.ts';
 import { buildNetwork } from '../networks/network.ts';
 import { ARCHITECTURES, type Architecture } from '../networks/network-graph.ts';
+import { DEVICE_CHOICES } from '../runtime.ts';
 import { readSafetensors } from '../safetensors.ts';
 import { scaledSize, sizeOf } from '../tensor.ts';
 import { runTiled } from '../tiling.ts';
@@ -21,7 +22,7 @@ training their own weights. No family, no model-space conversion.
   --factor F          the spatial factor the interposer or upscaler was trained with (it is not in
                       the weights); the TAESD decoder's is always 8 and takes none
   --tensor NAME       the input tensor to read (default: the file's only tensor)
-  --device D          auto|cuda|webgpu|cpu (default auto)
+  --device D          ${DEVICE_CHOICES.join('|')} (default auto)
 ${WORK_LIMIT_USAGE}`;
 
 function isArchitecture(value: unknown): value is Architecture {

@@ -44,7 +44,7 @@ environment variable named after it.
   --port N            port (default ${DEFAULT_PORT}, 0 = any free port; LATENT_BRIDGE_PORT)
   --token SECRET      clients must send "Authorization: Bearer SECRET" or ?token=SECRET
                       (LATENT_BRIDGE_TOKEN)
-  --device D          ${DEVICE_CHOICES.join('|')} (default auto: CUDA when installed, else CPU; LATENT_BRIDGE_DEVICE)
+  --device D          ${DEVICE_CHOICES.join('|')} (default auto: the first GPU provider that works here, else CPU; LATENT_BRIDGE_DEVICE)
   --threads N         CPU threads per network run (default 2; LATENT_BRIDGE_THREADS)
   --models DIR        also look for weight files in DIR (repeatable; LATENT_BRIDGE_MODELS too)
   --comfyui DIR       also use the weight files of the ComfyUI install in DIR (LATENT_BRIDGE_COMFYUI too)
