@@ -43,7 +43,9 @@ def test_taesd_as_the_webui_preview_method(webui, sidecar, warnings_log):
         if params.sampling_step != params.total_sampling_steps - 2 or "grid" in seen:
             return
         job = previews._job_name(shared.state)
-        assert wait_for(lambda: job in kept(webui), timeout=30)
+        # Three steps were sent; once the picture of the third is kept, no other can arrive (the
+        # sampler waits here), so the one the progress request gets is known.
+        assert wait_for(lambda: kept(webui).get(job, (None,))[0] == 3, timeout=60)
         # What the progress API does from its HTTP thread, while the job runs.
         asked = []
         original = client.request
